@@ -1,0 +1,79 @@
+//! `grpo`: the command-line tool of grpo-rs.
+//!
+//! This crate is glue: each subcommand parses its arguments and calls one
+//! library function. Library users should depend on the library crates
+//! (`grpo-core`, `grpo-model`, `grpo-rollout`, `grpo-rewards`, `grpo-envs`,
+//! `grpo-train`) instead. Errors are printed once with their chain and the
+//! process exits with code 2.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// GRPO-family RL post-training for language models, in Rust.
+#[derive(Debug, Parser)]
+#[command(name = "grpo", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a policy from a run config (TOML).
+    Train(cmd::train::Args),
+    /// Evaluate a checkpoint on a task.
+    Eval(cmd::eval::Args),
+    /// Sample completions from a checkpoint.
+    Generate(cmd::generate::Args),
+    /// Score completions: per-token log-probs and entropies.
+    Score(cmd::score::Args),
+    /// Run a verifier over a JSONL file.
+    Verify(cmd::verify::Args),
+    /// List or evaluate the estimator/loss registry.
+    Estimators(cmd::estimators::Args),
+    /// List or play environments.
+    Env(cmd::env::Args),
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Train(a) => cmd::train::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Generate(a) => cmd::generate::run(a),
+        Command::Score(a) => cmd::score::run(a),
+        Command::Verify(a) => cmd::verify::run(a),
+        Command::Estimators(a) => cmd::estimators::run(a),
+        Command::Env(a) => cmd::env::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,1 @@
+//! Integration tests for grpo-cli (one binary per crate).

@@ -1,0 +1,3 @@
+//! Criterion benches for grpo-core.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Integration tests for grpo-core (one binary per crate).

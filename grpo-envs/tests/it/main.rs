@@ -1,0 +1,1 @@
+//! Integration tests for grpo-envs (one binary per crate).

@@ -1,0 +1,3 @@
+//! Criterion benches for grpo-kernels.
+
+fn main() {}

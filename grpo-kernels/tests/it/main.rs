@@ -1,0 +1,1 @@
+//! Integration tests for grpo-kernels (one binary per crate).

@@ -1,0 +1,1 @@
+//! Integration tests for grpo-model (one binary per crate).

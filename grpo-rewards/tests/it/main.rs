@@ -1,0 +1,1 @@
+//! Integration tests for grpo-rewards (one binary per crate).

@@ -1,0 +1,5 @@
+//! Build runner: `cargo xtask test | train | bench | fixtures | kernels`.
+
+fn main() {
+    println!("xtask: under construction");
+}
