@@ -1,0 +1,1 @@
+//! code verifier and sandbox (being written).

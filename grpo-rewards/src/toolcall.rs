@@ -1,0 +1,1 @@
+//! toolcall (being written).
