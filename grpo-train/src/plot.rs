@@ -1,0 +1,120 @@
+//! PNG plots of a run's metrics (reward, accuracy, KL, response length over
+//! steps), drawn with plotters and an embedded DejaVu Sans font so they look
+//! the same on every machine.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::prelude::*;
+use serde_json::Value;
+
+use crate::error::{Result, TrainError};
+use crate::metrics::Record;
+
+static FONT: Once = Once::new();
+
+fn register_font() {
+    FONT.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../assets/DejaVuSans.ttf");
+        if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_err() {
+            tracing::warn!("could not register the embedded plot font");
+        }
+    });
+}
+
+/// The panels of the run plot: (title, metric key, stage filter).
+const PANELS: &[(&str, &str)] = &[
+    ("reward (mean)", "reward/mean"),
+    ("accuracy", "accuracy"),
+    ("KL to reference", "kl"),
+    ("response length (tokens)", "response_length/mean"),
+    ("eval accuracy", "eval/accuracy"),
+    ("loss", "loss"),
+];
+
+fn series(history: &[Record], key: &str) -> Vec<(f64, f64)> {
+    history
+        .iter()
+        .filter_map(|r| {
+            let step = r.get("step").and_then(Value::as_f64)?;
+            let y = r.get(key).and_then(Value::as_f64)?;
+            y.is_finite().then_some((step, y))
+        })
+        .collect()
+}
+
+/// Draws a 3×2 grid of line charts into `path` (PNG).
+pub fn plot_run(history: &[Record], path: &Path, title: &str) -> Result<()> {
+    register_font();
+    let err =
+        |e: &dyn std::fmt::Display| TrainError::Other(format!("plot {}: {e}", path.display()));
+    let root = BitMapBackend::new(path, (1200, 900)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let root = root
+        .titled(title, ("sans-serif", 24))
+        .map_err(|e| err(&e))?;
+    let areas = root.split_evenly((3, 2));
+    for (area, (name, key)) in areas.iter().zip(PANELS) {
+        let pts = series(history, key);
+        let (x0, x1) = pts
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+        let (y0, y1) = pts
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+        let (x0, x1) = if pts.is_empty() {
+            (0.0, 1.0)
+        } else {
+            (x0, x1.max(x0 + 1.0))
+        };
+        let (y0, y1) = if pts.is_empty() {
+            (0.0, 1.0)
+        } else {
+            let pad = ((y1 - y0) * 0.05).max(1e-6);
+            (y0 - pad, y1 + pad)
+        };
+        let mut chart = ChartBuilder::on(area)
+            .caption(*name, ("sans-serif", 18))
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .draw()
+            .map_err(|e| err(&e))?;
+        if !pts.is_empty() {
+            chart
+                .draw_series(LineSeries::new(pts.clone(), &BLUE))
+                .map_err(|e| err(&e))?;
+        }
+    }
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::num;
+
+    #[test]
+    fn writes_a_png() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut hist = Vec::new();
+        for s in 0..10 {
+            let mut r = Record::new();
+            r.insert("step".into(), s.into());
+            r.insert("reward/mean".into(), num(s as f64 / 10.0));
+            r.insert("kl".into(), num(0.01 * s as f64));
+            hist.push(r);
+        }
+        let p = dir.path().join("plot.png");
+        plot_run(&hist, &p, "test run").unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        assert!(bytes.len() > 10_000);
+    }
+}
