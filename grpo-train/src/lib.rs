@@ -4,6 +4,7 @@
 //! This crate is being built; see the open issues and ARCHITECTURE.md.
 #![deny(missing_docs)]
 
+pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod plot;

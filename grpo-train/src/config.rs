@@ -1,0 +1,479 @@
+//! Run configuration: `RunConfigFile` mirrors the TOML file (every struct
+//! `deny_unknown_fields`, so a typo is an error naming the key, line and
+//! column); `--set key=value` overrides are applied to the parsed TOML table
+//! before deserialisation, so there is one code path and one error format.
+//!
+//! Algorithm choices (`advantage`, `loss`, `kl`, `filter`) are tables with a
+//! `type` key naming a `grpo-core` registry item; they are checked against
+//! grpo-core's own config types when the run is built.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+
+/// The embedded default run (`cargo xtask train` with no arguments).
+pub const DEFAULT_CONFIG: &str = include_str!("../../configs/default.toml");
+
+/// A whole run, as written in the TOML file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfigFile {
+    /// Run name; the run directory is `output_dir/name`.
+    pub name: String,
+    /// Master seed; every random stream of the run derives from it.
+    pub seed: u64,
+    /// Parent directory of run directories (default `runs`).
+    #[serde(default = "default_output_dir")]
+    pub output_dir: PathBuf,
+    /// The policy model: a checkpoint directory or a new small model.
+    pub model: ModelSection,
+    /// What the policy is trained on.
+    pub task: TaskSection,
+    /// Optional supervised warm start before GRPO.
+    #[serde(default)]
+    pub sft: Option<SftSection>,
+    /// The GRPO stage.
+    pub grpo: GrpoSection,
+    /// Sampling parameters for rollouts.
+    pub rollout: RolloutSection,
+    /// Estimator, loss, KL and filter, each selected by registry name.
+    pub algorithm: AlgorithmSection,
+    /// Optimiser and learning-rate schedule.
+    pub optim: OptimSection,
+    /// Reference policy for the KL term.
+    #[serde(default)]
+    pub reference: ReferenceSection,
+    /// Held-out evaluation.
+    pub eval: EvalSection,
+    /// Checkpoint cadence.
+    #[serde(default)]
+    pub checkpoint: CheckpointSection,
+}
+
+fn default_output_dir() -> PathBuf {
+    PathBuf::from("runs")
+}
+
+/// The policy model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, tag = "source", rename_all = "snake_case")]
+pub enum ModelSection {
+    /// A Hugging Face checkpoint directory (config.json + safetensors + tokenizer.json).
+    Checkpoint {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A new model initialised from a seed, with a tokenizer built for the task.
+    New(NewModelSection),
+}
+
+/// Sizes of a new model (Qwen2-style decoder).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NewModelSection {
+    /// `qwen2`, `qwen3` or `llama`.
+    pub architecture: String,
+    /// Model width.
+    pub hidden_size: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Decoder layers.
+    pub num_layers: usize,
+    /// Query heads.
+    pub num_heads: usize,
+    /// Key/value heads (GQA).
+    pub num_kv_heads: usize,
+    /// Context length.
+    pub max_position_embeddings: usize,
+    /// RoPE base.
+    pub rope_theta: f64,
+    /// Share the embedding and output matrices.
+    pub tie_word_embeddings: bool,
+}
+
+/// The task: a procedurally generated one, a dataset + verifier, or an environment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "snake_case")]
+pub enum TaskSection {
+    /// Multi-digit arithmetic generated from the seed (the default run's task).
+    Arithmetic {
+        /// Smallest operand digit count.
+        min_digits: u32,
+        /// Largest operand digit count.
+        max_digits: u32,
+        /// Operators to draw from (`+`, `-`, `*`).
+        ops: Vec<String>,
+        /// Held-out prompts (drawn from a disjoint seed stream).
+        eval_size: usize,
+    },
+    /// Rows of a JSONL file scored by a verifier.
+    Dataset {
+        /// Training rows.
+        train: PathBuf,
+        /// Held-out rows.
+        test: PathBuf,
+        /// Column holding the prompt text.
+        prompt_column: String,
+        /// Column holding the gold answer.
+        answer_column: String,
+        /// Verifier name (`math`).
+        verifier: String,
+        /// Use the checkpoint's chat template for prompts.
+        #[serde(default)]
+        chat_template: bool,
+    },
+}
+
+/// Supervised warm start.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SftSection {
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Demonstrations per step.
+    pub batch_size: usize,
+    /// Peak learning rate for this stage.
+    pub lr: f64,
+    /// TON thought dropout: probability of replacing the scratchpad by an empty one.
+    #[serde(default)]
+    pub thought_dropout: f64,
+}
+
+/// The GRPO stage.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GrpoSection {
+    /// Optimiser steps (rollout batches).
+    pub steps: usize,
+    /// μ: passes over each rollout batch.
+    #[serde(default = "one")]
+    pub mu: usize,
+    /// Sequences per optimiser step within a pass (0 = the whole batch).
+    #[serde(default)]
+    pub minibatch_size: usize,
+    /// Stop after this many consecutive non-finite updates.
+    #[serde(default = "five")]
+    pub max_nonfinite_in_a_row: usize,
+}
+
+fn one() -> usize {
+    1
+}
+fn five() -> usize {
+    5
+}
+
+/// Rollout sampling.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutSection {
+    /// Prompts per step.
+    pub prompts_per_step: usize,
+    /// G: completions per prompt.
+    pub group_size: usize,
+    /// Maximum generated tokens.
+    pub max_new_tokens: usize,
+    /// Sampling temperature (> 0 for GRPO).
+    pub temperature: f32,
+    /// Nucleus threshold (1 = off).
+    #[serde(default = "one_f32")]
+    pub top_p: f32,
+    /// Top-k (0 = off).
+    #[serde(default)]
+    pub top_k: usize,
+}
+
+fn one_f32() -> f32 {
+    1.0
+}
+
+/// Algorithm choices; each is a table whose `type` names a grpo-core registry item.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlgorithmSection {
+    /// Advantage estimator, e.g. `{ type = "grpo", ... }`.
+    pub advantage: toml::Table,
+    /// Policy loss, e.g. `{ type = "ppo_clip", clip_low = 0.2, clip_high = 0.28 }`.
+    pub loss: toml::Table,
+    /// Optional group filter, e.g. DAPO dynamic sampling.
+    #[serde(default)]
+    pub filter: Option<toml::Table>,
+}
+
+/// Optimiser (AdamW) and schedule.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OptimSection {
+    /// Peak learning rate of the GRPO stage.
+    pub lr: f64,
+    /// Adam β1.
+    pub beta1: f64,
+    /// Adam β2.
+    pub beta2: f64,
+    /// Adam ε.
+    pub eps: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Global gradient-norm clip (0 = off).
+    pub grad_clip: f64,
+    /// Linear warm-up steps.
+    #[serde(default)]
+    pub warmup_steps: usize,
+    /// `constant` or `cosine` after warm-up.
+    #[serde(default = "constant")]
+    pub schedule: String,
+}
+
+fn constant() -> String {
+    "constant".to_string()
+}
+
+/// Reference policy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReferenceSection {
+    /// `off`, `frozen` (the policy at the start of GRPO) or `sync` (copied every `sync_every` steps).
+    #[serde(default = "off")]
+    pub mode: String,
+    /// Sync period for `sync`.
+    #[serde(default)]
+    pub sync_every: usize,
+}
+
+fn off() -> String {
+    "off".to_string()
+}
+
+/// Evaluation on held-out prompts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSection {
+    /// Evaluate every N GRPO steps (0 = only at stage ends).
+    pub every: usize,
+    /// Held-out prompts per eval (at most the task's eval set).
+    pub num_prompts: usize,
+    /// k for pass@k (sampled at the rollout temperature); 0 = greedy only.
+    #[serde(default)]
+    pub pass_k: usize,
+}
+
+/// Checkpoint cadence.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSection {
+    /// Save every N GRPO steps (0 = only at the end).
+    #[serde(default)]
+    pub every: usize,
+}
+
+/// Parses a run config from TOML text, applying `key.path=value` overrides.
+/// `origin` names the file in errors.
+pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<RunConfigFile> {
+    if overrides.is_empty() {
+        return toml::from_str(text).map_err(|e| config_error(origin, text, &e));
+    }
+    let mut table: toml::Table =
+        toml::from_str(text).map_err(|e| config_error(origin, text, &e))?;
+    for ov in overrides {
+        apply_override(&mut table, ov)?;
+    }
+    RunConfigFile::deserialize(toml::Value::Table(table)).map_err(|e| TrainError::Config {
+        location: Some(format!("{origin} after --set overrides")),
+        message: e.message().to_string(),
+    })
+}
+
+/// Reads and parses a config file.
+pub fn load(path: &Path, overrides: &[String]) -> Result<RunConfigFile> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    parse(&text, &path.display().to_string(), overrides)
+}
+
+fn config_error(origin: &str, text: &str, e: &toml::de::Error) -> TrainError {
+    let location = match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before
+                .rfind('\n')
+                .map_or(before.len(), |i| before.len() - i - 1)
+                + 1;
+            format!("{origin}:{line}:{col}")
+        }
+        None => origin.to_string(),
+    };
+    TrainError::Config {
+        location: Some(location),
+        message: e.message().to_string(),
+    }
+}
+
+/// Applies one `a.b.c=value` override; the value is parsed as TOML (so
+/// `3e-6`, `true`, `[1, 2]`, `{ type = "grpo" }` work) and falls back to a string.
+pub fn apply_override(table: &mut toml::Table, ov: &str) -> Result<()> {
+    let bad = |m: &str| TrainError::Config {
+        location: Some(format!("--set {ov}")),
+        message: m.to_string(),
+    };
+    let (key, raw) = ov
+        .split_once('=')
+        .ok_or_else(|| bad("expected key.path=value"))?;
+    let key = key.trim();
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        return Err(bad("empty key segment"));
+    }
+    let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let parts: Vec<&str> = key.split('.').collect();
+    let (last, path) = parts.split_last().ok_or_else(|| bad("empty key"))?;
+    let mut cur = table;
+    for p in path {
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry
+            .as_table_mut()
+            .ok_or_else(|| bad(&format!("`{p}` is not a table, cannot set a key inside it")))?;
+    }
+    cur.insert(last.to_string(), value);
+    Ok(())
+}
+
+impl RunConfigFile {
+    /// Checks cross-field constraints that serde cannot express; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        let err = |key: &str, m: String| TrainError::Config {
+            location: Some(key.to_string()),
+            message: m,
+        };
+        if self.name.is_empty() || self.name.contains(['/', '\\']) {
+            return Err(err(
+                "name",
+                format!("`{}` must be a non-empty plain name", self.name),
+            ));
+        }
+        if self.rollout.group_size < 2 {
+            return Err(err(
+                "rollout.group_size",
+                "GRPO needs at least 2 completions per prompt".into(),
+            ));
+        }
+        if self.rollout.prompts_per_step == 0 {
+            return Err(err("rollout.prompts_per_step", "must be at least 1".into()));
+        }
+        if !(self.rollout.temperature > 0.0) {
+            return Err(err(
+                "rollout.temperature",
+                "must be > 0 for GRPO rollouts".into(),
+            ));
+        }
+        if !(self.rollout.top_p > 0.0 && self.rollout.top_p <= 1.0) {
+            return Err(err("rollout.top_p", "must be in (0, 1]".into()));
+        }
+        if self.rollout.max_new_tokens == 0 {
+            return Err(err("rollout.max_new_tokens", "must be at least 1".into()));
+        }
+        if self.grpo.mu == 0 {
+            return Err(err("grpo.mu", "must be at least 1".into()));
+        }
+        if !(self.optim.lr > 0.0) {
+            return Err(err("optim.lr", "must be > 0".into()));
+        }
+        if !matches!(self.optim.schedule.as_str(), "constant" | "cosine") {
+            return Err(err(
+                "optim.schedule",
+                format!("`{}` is not one of constant, cosine", self.optim.schedule),
+            ));
+        }
+        if !matches!(self.reference.mode.as_str(), "off" | "frozen" | "sync") {
+            return Err(err(
+                "reference.mode",
+                format!("`{}` is not one of off, frozen, sync", self.reference.mode),
+            ));
+        }
+        if self.reference.mode == "sync" && self.reference.sync_every == 0 {
+            return Err(err(
+                "reference.sync_every",
+                "must be > 0 when mode = \"sync\"".into(),
+            ));
+        }
+        if let Some(sft) = &self.sft {
+            if !(0.0..1.0).contains(&sft.thought_dropout) {
+                return Err(err("sft.thought_dropout", "must be in [0, 1)".into()));
+            }
+        }
+        for (key, t) in [
+            ("algorithm.advantage", &self.algorithm.advantage),
+            ("algorithm.loss", &self.algorithm.loss),
+        ] {
+            if !t.contains_key("type") {
+                return Err(err(
+                    key,
+                    "missing `type` (a registry name; see `grpo estimators list`)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The run directory, `output_dir/name`.
+    pub fn run_dir(&self) -> PathBuf {
+        self.output_dir.join(&self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_parses_and_validates() {
+        let c = parse(DEFAULT_CONFIG, "default.toml", &[]).unwrap();
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_line_and_column() {
+        let text = DEFAULT_CONFIG.replace("[rollout]\n", "[rollout]\ngroup_sise = 3\n");
+        let e = parse(&text, "x.toml", &[]).unwrap_err().to_string();
+        assert!(e.contains("group_sise"), "{e}");
+        assert!(e.contains("x.toml:"), "{e}");
+    }
+
+    #[test]
+    fn overrides_apply_and_round_trip() {
+        let c = parse(
+            DEFAULT_CONFIG,
+            "d",
+            &[
+                "optim.lr=3e-6".into(),
+                "name=\"other\"".into(),
+                "rollout.group_size=4".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.optim.lr, 3e-6);
+        assert_eq!(c.name, "other");
+        assert_eq!(c.rollout.group_size, 4);
+        let text = toml::to_string(&c).unwrap();
+        let back: RunConfigFile = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn bad_override_and_bad_values_are_errors() {
+        assert!(parse(DEFAULT_CONFIG, "d", &["optim".into()]).is_err());
+        assert!(parse(DEFAULT_CONFIG, "d", &["name.x=1".into()]).is_err());
+        let c = parse(DEFAULT_CONFIG, "d", &["rollout.group_size=1".into()]).unwrap();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("rollout.group_size")
+        );
+    }
+}
