@@ -365,7 +365,7 @@ impl RunConfigFile {
         if self.rollout.prompts_per_step == 0 {
             return Err(err("rollout.prompts_per_step", "must be at least 1".into()));
         }
-        if !(self.rollout.temperature > 0.0) {
+        if self.rollout.temperature.is_nan() || self.rollout.temperature <= 0.0 {
             return Err(err(
                 "rollout.temperature",
                 "must be > 0 for GRPO rollouts".into(),
@@ -380,7 +380,7 @@ impl RunConfigFile {
         if self.grpo.mu == 0 {
             return Err(err("grpo.mu", "must be at least 1".into()));
         }
-        if !(self.optim.lr > 0.0) {
+        if self.optim.lr.is_nan() || self.optim.lr <= 0.0 {
             return Err(err("optim.lr", "must be > 0".into()));
         }
         if !matches!(self.optim.schedule.as_str(), "constant" | "cosine") {
@@ -401,10 +401,10 @@ impl RunConfigFile {
                 "must be > 0 when mode = \"sync\"".into(),
             ));
         }
-        if let Some(sft) = &self.sft {
-            if !(0.0..1.0).contains(&sft.thought_dropout) {
-                return Err(err("sft.thought_dropout", "must be in [0, 1)".into()));
-            }
+        if let Some(sft) = &self.sft
+            && !(0.0..1.0).contains(&sft.thought_dropout)
+        {
+            return Err(err("sft.thought_dropout", "must be in [0, 1)".into()));
         }
         for (key, t) in [
             ("algorithm.advantage", &self.algorithm.advantage),
