@@ -1,0 +1,240 @@
+//! Matrix multiply in the transposes the model needs (CPU via the `gemm` crate).
+//!
+//! # Contract (shared with the future CUDA twin, cuBLAS)
+//!
+//! [`matmul`]: `out[m, n] (= or +=) op(a)[m, k] @ op(b)[k, n]`, all buffers f32, row-major,
+//! contiguous:
+//! - `a` is stored `[m, k]`, or `[k, m]` when `trans_a` (then `op(a) = aᵀ`);
+//! - `b` is stored `[k, n]`, or `[n, k]` when `trans_b` (then `op(b) = bᵀ`);
+//! - `out` is overwritten when `accumulate == false`, added to when `accumulate == true`.
+//!
+//! With `k == 0` the product is zero (so `out` is zeroed or left unchanged).
+//!
+//! Note the `gemm` crate's scalar names are swapped relative to BLAS: it computes
+//! `dst = alpha·dst + beta·lhs·rhs`. This module is the only place that calls it; every other
+//! op goes through the bounds-checked strided wrapper here, so the `unsafe` stays in this file.
+
+use crate::Result;
+use crate::error::{check_len, checked_size, invalid};
+use gemm::Parallelism;
+
+/// Below this many multiply-adds a matmul runs on the calling thread.
+const PARALLEL_THRESHOLD: usize = 64 * 64 * 64;
+
+/// `out[m,n] (= or +=) op(a)[m,k] @ op(b)[k,n]`; see the module doc for layouts.
+///
+/// Parallel over rayon's pool for large products. Errors name the argument whose length
+/// disagrees with `m`, `k`, `n`.
+pub fn matmul(
+    out: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    trans_a: bool,
+    trans_b: bool,
+    accumulate: bool,
+) -> Result<()> {
+    const OP: &str = "matmul";
+    check_len(OP, "out", out.len(), checked_size(OP, "out", &[m, n])?)?;
+    check_len(OP, "a", a.len(), checked_size(OP, "a", &[m, k])?)?;
+    check_len(OP, "b", b.len(), checked_size(OP, "b", &[k, n])?)?;
+    let (a_rs, a_cs) = if trans_a { (1, m) } else { (k, 1) };
+    let (b_rs, b_cs) = if trans_b { (1, k) } else { (n, 1) };
+    let par = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_THRESHOLD {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    };
+    gemm_strided(
+        MatMut {
+            data: out,
+            offset: 0,
+            rows: m,
+            cols: n,
+            rs: n,
+            cs: 1,
+        },
+        MatRef {
+            data: a,
+            offset: 0,
+            rows: m,
+            cols: k,
+            rs: a_rs,
+            cs: a_cs,
+        },
+        MatRef {
+            data: b,
+            offset: 0,
+            rows: k,
+            cols: n,
+            rs: b_rs,
+            cs: b_cs,
+        },
+        accumulate,
+        1.0,
+        par,
+    )
+}
+
+/// A read-only strided matrix view into a slice (crate-internal).
+#[derive(Clone, Copy)]
+pub(crate) struct MatRef<'a> {
+    pub data: &'a [f32],
+    pub offset: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+/// A mutable strided matrix view into a slice (crate-internal).
+pub(crate) struct MatMut<'a> {
+    pub data: &'a mut [f32],
+    pub offset: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+/// Largest index a view touches, or `None` for an empty view.
+fn last_index(offset: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> Option<usize> {
+    if rows == 0 || cols == 0 {
+        return None;
+    }
+    Some(offset + (rows - 1) * rs + (cols - 1) * cs)
+}
+
+/// Checks that a strided view lies inside a slice of `len` elements.
+fn check_view(
+    arg: &'static str,
+    len: usize,
+    offset: usize,
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+) -> Result<()> {
+    match last_index(offset, rows, cols, rs, cs) {
+        Some(last) if last >= len => Err(invalid(
+            "gemm",
+            arg,
+            format!("view ends at {last}, slice has {len}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `dst (= or +=) scale · lhs @ rhs` over strided views; the single `unsafe` call site of the
+/// `gemm` crate. Bounds of every view are checked before the call, and `dst` cannot alias the
+/// inputs because it is a `&mut` borrow.
+pub(crate) fn gemm_strided(
+    dst: MatMut<'_>,
+    lhs: MatRef<'_>,
+    rhs: MatRef<'_>,
+    accumulate: bool,
+    scale: f32,
+    par: Parallelism,
+) -> Result<()> {
+    const OP: &str = "gemm";
+    let (m, k, n) = (dst.rows, lhs.cols, dst.cols);
+    if lhs.rows != m || rhs.rows != k || rhs.cols != n {
+        return Err(invalid(
+            OP,
+            "dims",
+            format!(
+                "dst {}x{}, lhs {}x{}, rhs {}x{} do not chain",
+                dst.rows, dst.cols, lhs.rows, lhs.cols, rhs.rows, rhs.cols
+            ),
+        ));
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    check_view("dst", dst.data.len(), dst.offset, m, n, dst.rs, dst.cs)?;
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                for j in 0..n {
+                    dst.data[dst.offset + i * dst.rs + j * dst.cs] = 0.0;
+                }
+            }
+        }
+        return Ok(());
+    }
+    check_view("lhs", lhs.data.len(), lhs.offset, m, k, lhs.rs, lhs.cs)?;
+    check_view("rhs", rhs.data.len(), rhs.offset, k, n, rhs.rs, rhs.cs)?;
+    let to_isize = |x: usize, arg: &'static str| {
+        isize::try_from(x).map_err(|_| invalid(OP, arg, "stride overflows isize"))
+    };
+    let (drs, dcs) = (to_isize(dst.rs, "dst")?, to_isize(dst.cs, "dst")?);
+    let (lrs, lcs) = (to_isize(lhs.rs, "lhs")?, to_isize(lhs.cs, "lhs")?);
+    let (rrs, rcs) = (to_isize(rhs.rs, "rhs")?, to_isize(rhs.cs, "rhs")?);
+    // SAFETY: every element the kernel reads or writes lies inside the checked ranges above
+    // (non-negative strides, last index < len); dst is exclusively borrowed so it does not
+    // alias lhs/rhs. The gemm crate computes dst = alpha*dst + beta*lhs*rhs; alpha only
+    // matters when read_dst is true.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.data.as_mut_ptr().add(dst.offset),
+            dcs,
+            drs,
+            accumulate,
+            lhs.data.as_ptr().add(lhs.offset),
+            lcs,
+            lrs,
+            rhs.data.as_ptr().add(rhs.offset),
+            rcs,
+            rrs,
+            1.0f32,
+            scale,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_product_all_transposes() {
+        // a = [[1,2,3],[4,5,6]] (2x3), b = [[1,0],[0,1],[1,1]] (3x2)
+        let a = [1., 2., 3., 4., 5., 6.];
+        let b = [1., 0., 0., 1., 1., 1.];
+        let want = [4., 5., 10., 11.];
+        let mut out = [0.0f32; 4];
+        matmul(&mut out, &a, &b, 2, 3, 2, false, false, false).unwrap();
+        assert_eq!(out, want);
+        let at = [1., 4., 2., 5., 3., 6.];
+        let bt = [1., 0., 1., 0., 1., 1.];
+        let mut out2 = [1.0f32; 4];
+        matmul(&mut out2, &at, &bt, 2, 3, 2, true, true, true).unwrap();
+        assert_eq!(out2, [5., 6., 11., 12.]);
+    }
+
+    #[test]
+    fn k_zero_zeroes_or_keeps() {
+        let mut out = [3.0f32; 4];
+        matmul(&mut out, &[], &[], 2, 0, 2, false, false, true).unwrap();
+        assert_eq!(out, [3.0; 4]);
+        matmul(&mut out, &[], &[], 2, 0, 2, false, false, false).unwrap();
+        assert_eq!(out, [0.0; 4]);
+    }
+
+    #[test]
+    fn shape_error_names_argument() {
+        let mut out = [0.0f32; 4];
+        let err = matmul(&mut out, &[0.0; 5], &[0.0; 6], 2, 3, 2, false, false, false).unwrap_err();
+        assert!(err.to_string().contains("`a`"), "{err}");
+    }
+}

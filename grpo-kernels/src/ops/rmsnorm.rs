@@ -1,0 +1,169 @@
+//! RMSNorm forward/backward (Llama/Qwen `RMSNorm`, also Qwen3's per-head q/k norm).
+//!
+//! # Contract
+//!
+//! All buffers f32, row-major, contiguous. `x`, `out`, `dout`, `dx`: `[rows, dim]`;
+//! `w`, `dw`: `[dim]`; `rstd`: `[rows]`.
+//!
+//! - [`rmsnorm_fwd`]: `rstd[r] = 1 / sqrt(mean_i x[r,i]^2 + eps)`,
+//!   `out[r,i] = x[r,i] * rstd[r] * w[i]`. `out` and `rstd` are overwritten (`rstd` is saved
+//!   for the backward).
+//! - [`rmsnorm_bwd`]: `dx` is **overwritten**, `dw` is **accumulated** (`+=`).
+//!
+//! Qwen3's qk-norm normalises each head separately over `head_dim`: call the same functions
+//! with `rows = tokens * heads`, `dim = head_dim` on the `[tokens, heads, head_dim]` buffer.
+//! The sum of squares is accumulated in f64 per row.
+
+use crate::Result;
+use crate::error::{check_len, checked_size, invalid};
+use rayon::prelude::*;
+
+/// Rows per rayon task.
+const ROWS_PER_TASK: usize = 16;
+
+/// RMSNorm forward: `out = x * rstd * w`, `rstd` saved per row. See the module contract.
+pub fn rmsnorm_fwd(
+    out: &mut [f32],
+    rstd: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    rows: usize,
+    dim: usize,
+    eps: f32,
+) -> Result<()> {
+    const OP: &str = "rmsnorm_fwd";
+    let n = checked_size(OP, "x", &[rows, dim])?;
+    check_len(OP, "out", out.len(), n)?;
+    check_len(OP, "x", x.len(), n)?;
+    check_len(OP, "rstd", rstd.len(), rows)?;
+    check_len(OP, "w", w.len(), dim)?;
+    if dim == 0 {
+        return Err(invalid(OP, "dim", "must be positive"));
+    }
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(invalid(
+            OP,
+            "eps",
+            format!("must be finite and >= 0, got {eps}"),
+        ));
+    }
+    out.par_chunks_mut(dim * ROWS_PER_TASK)
+        .zip(rstd.par_chunks_mut(ROWS_PER_TASK))
+        .zip(x.par_chunks(dim * ROWS_PER_TASK))
+        .for_each(|((o, r), xs)| {
+            for ((orow, rr), xrow) in o.chunks_mut(dim).zip(r.iter_mut()).zip(xs.chunks(dim)) {
+                let ss: f64 = xrow.iter().map(|&v| (v as f64) * (v as f64)).sum();
+                let inv = 1.0 / ((ss / dim as f64) as f32 + eps).sqrt();
+                *rr = inv;
+                for ((ov, &xv), &wv) in orow.iter_mut().zip(xrow).zip(w) {
+                    *ov = wv * (xv * inv);
+                }
+            }
+        });
+    Ok(())
+}
+
+/// RMSNorm backward: `dx` overwritten, `dw` accumulated. `rstd` comes from [`rmsnorm_fwd`].
+///
+/// With `g = dout ⊙ w` and `r = rstd[row]`:
+/// `dx = r·g − r³/dim · x · Σ(g ⊙ x)`, `dw += Σ_rows dout ⊙ x · r`.
+pub fn rmsnorm_bwd(
+    dx: &mut [f32],
+    dw: &mut [f32],
+    dout: &[f32],
+    x: &[f32],
+    w: &[f32],
+    rstd: &[f32],
+    rows: usize,
+    dim: usize,
+) -> Result<()> {
+    const OP: &str = "rmsnorm_bwd";
+    let n = checked_size(OP, "x", &[rows, dim])?;
+    check_len(OP, "dx", dx.len(), n)?;
+    check_len(OP, "dout", dout.len(), n)?;
+    check_len(OP, "x", x.len(), n)?;
+    check_len(OP, "rstd", rstd.len(), rows)?;
+    check_len(OP, "w", w.len(), dim)?;
+    check_len(OP, "dw", dw.len(), dim)?;
+    if dim == 0 {
+        return Err(invalid(OP, "dim", "must be positive"));
+    }
+    let block = dim * ROWS_PER_TASK;
+    let partial: Vec<f32> = dx
+        .par_chunks_mut(block)
+        .zip(dout.par_chunks(block))
+        .zip(x.par_chunks(block))
+        .zip(rstd.par_chunks(ROWS_PER_TASK))
+        .fold(
+            || vec![0.0f32; dim],
+            |mut acc, (((dxs, dos), xs), rs)| {
+                for (((dxrow, dorow), xrow), &r) in dxs
+                    .chunks_mut(dim)
+                    .zip(dos.chunks(dim))
+                    .zip(xs.chunks(dim))
+                    .zip(rs)
+                {
+                    let mut dot = 0.0f64;
+                    for ((&d, &xv), &wv) in dorow.iter().zip(xrow).zip(w) {
+                        dot += (d * wv) as f64 * xv as f64;
+                    }
+                    let c = (dot as f32) * r * r * r / dim as f32;
+                    for ((((dxv, &d), &xv), &wv), a) in dxrow
+                        .iter_mut()
+                        .zip(dorow)
+                        .zip(xrow)
+                        .zip(w)
+                        .zip(acc.iter_mut())
+                    {
+                        *dxv = r * d * wv - c * xv;
+                        *a += d * xv * r;
+                    }
+                }
+                acc
+            },
+        )
+        .reduce(
+            || vec![0.0f32; dim],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(&b) {
+                    *x += y;
+                }
+                a
+            },
+        );
+    for (d, p) in dw.iter_mut().zip(&partial) {
+        *d += p;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_weight_normalises_rms_to_one() {
+        let x = [3.0f32, 4.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0];
+        let w = [1.0f32; 4];
+        let mut out = [0.0f32; 8];
+        let mut rstd = [0.0f32; 2];
+        rmsnorm_fwd(&mut out, &mut rstd, &x, &w, 2, 4, 0.0).unwrap();
+        assert!((rstd[0] - 1.0 / 2.5).abs() < 1e-6);
+        assert!((out[4] - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bad_weight_length_is_named() {
+        let err = rmsnorm_fwd(
+            &mut [0.0; 4],
+            &mut [0.0; 1],
+            &[1.0; 4],
+            &[1.0; 3],
+            1,
+            4,
+            1e-6,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`w`"));
+    }
+}

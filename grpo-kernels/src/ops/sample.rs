@@ -1,0 +1,254 @@
+//! Sampling one token from a row of logits: temperature, top-k, top-p, min-p.
+//!
+//! # Contract
+//!
+//! `logits`: `[v]` f32 raw logits of one row (−∞ allowed for banned tokens; NaN and +∞ are
+//! errors). The caller owns one seeded `ChaCha8Rng` per sequence, so results do not depend on
+//! batching. Filters apply in the order transformers' `generate` applies its warpers:
+//! temperature, then top-k, then top-p (on the top-k renormalised distribution), then min-p.
+//!
+//! - `temperature == 0`: greedy, the first index of the maximum logit; no randomness is drawn,
+//!   and `logprob = 0` (the sampled distribution is a point mass).
+//! - `top_k == 0` disables top-k; `top_p == 1` disables top-p (keeps the smallest set of most
+//!   probable tokens whose mass reaches `top_p`, at least one); `min_p == 0` disables min-p
+//!   (drops tokens with probability below `min_p ·` the largest probability).
+//!
+//! [`Sampled::logprob`] is the log-probability of the token under the distribution actually
+//! sampled from (after temperature and filters, renormalised); [`Sampled::logprob_raw`] is its
+//! log-probability under the temperature-1 softmax of the raw logits (what a trainer scoring
+//! the same token would compute).
+
+use crate::error::invalid;
+use crate::{KernelError, Result};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+/// Sampling settings (validated by [`SamplingParams::validate`] on every call).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SamplingParams {
+    /// Softmax temperature; `0` means greedy. Must be finite and `>= 0`.
+    pub temperature: f32,
+    /// Keep only the `top_k` most probable tokens; `0` disables.
+    pub top_k: usize,
+    /// Nucleus mass in `(0, 1]`; `1` disables.
+    pub top_p: f32,
+    /// Minimum probability relative to the most probable token, in `[0, 1]`; `0` disables.
+    pub min_p: f32,
+}
+
+impl SamplingParams {
+    /// Plain sampling from the temperature-1 softmax (no filters).
+    pub const PURE: SamplingParams = SamplingParams {
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+    };
+
+    /// Greedy decoding.
+    pub const GREEDY: SamplingParams = SamplingParams {
+        temperature: 0.0,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+    };
+
+    /// Checks every field, naming the first invalid one.
+    pub fn validate(&self) -> Result<()> {
+        const OP: &str = "sample";
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(invalid(
+                OP,
+                "temperature",
+                format!("must be finite and >= 0, got {}", self.temperature),
+            ));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(invalid(
+                OP,
+                "top_p",
+                format!("must be in (0, 1], got {}", self.top_p),
+            ));
+        }
+        if !(self.min_p >= 0.0 && self.min_p <= 1.0) {
+            return Err(invalid(
+                OP,
+                "min_p",
+                format!("must be in [0, 1], got {}", self.min_p),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One sampled token and its log-probabilities.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampled {
+    /// The sampled token id.
+    pub token: u32,
+    /// Log-probability under the distribution actually sampled from.
+    pub logprob: f32,
+    /// Log-probability under the temperature-1 softmax of the raw logits.
+    pub logprob_raw: f32,
+}
+
+/// Samples one token from `logits` with `params`, drawing from `rng`. See the module contract.
+pub fn sample(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rng) -> Result<Sampled> {
+    const OP: &str = "sample";
+    params.validate()?;
+    if logits.is_empty() {
+        return Err(invalid(OP, "logits", "empty row"));
+    }
+    if logits.len() > u32::MAX as usize {
+        return Err(invalid(OP, "logits", "more than u32::MAX entries"));
+    }
+    if let Some((index, &value)) = logits
+        .iter()
+        .enumerate()
+        .find(|(_, x)| x.is_nan() || **x == f32::INFINITY)
+    {
+        return Err(KernelError::NonFinite {
+            op: OP,
+            arg: "logits",
+            index,
+            value,
+        });
+    }
+    // First index of the maximum.
+    let (argmax, zmax) =
+        logits
+            .iter()
+            .enumerate()
+            .fold((0usize, f32::NEG_INFINITY), |(bi, bz), (i, &z)| {
+                if z > bz { (i, z) } else { (bi, bz) }
+            });
+    if zmax == f32::NEG_INFINITY {
+        return Err(invalid(OP, "logits", "every logit is -inf"));
+    }
+    let raw_lse = zmax as f64
+        + logits
+            .iter()
+            .map(|&z| ((z - zmax) as f64).exp())
+            .sum::<f64>()
+            .ln();
+    let raw = |i: usize| (logits[i] as f64 - raw_lse) as f32;
+    if params.temperature == 0.0 {
+        return Ok(Sampled {
+            token: argmax as u32,
+            logprob: 0.0,
+            logprob_raw: raw(argmax),
+        });
+    }
+    let inv_t = 1.0 / params.temperature as f64;
+    // Unnormalised tempered weights relative to the maximum (so the max has weight 1).
+    let weight = |i: usize| ((logits[i] - zmax) as f64 * inv_t).exp();
+    let filtered =
+        params.top_k > 0 && params.top_k < logits.len() || params.top_p < 1.0 || params.min_p > 0.0;
+    if !filtered {
+        let total: f64 = (0..logits.len()).map(weight).sum();
+        let u = rng.random::<f64>() * total;
+        let mut acc = 0.0f64;
+        let mut chosen = argmax;
+        for i in 0..logits.len() {
+            let w = weight(i);
+            if w == 0.0 {
+                continue;
+            }
+            acc += w;
+            chosen = i;
+            if acc > u {
+                break;
+            }
+        }
+        let lp = (weight(chosen) / total).ln() as f32;
+        return Ok(Sampled {
+            token: chosen as u32,
+            logprob: lp,
+            logprob_raw: raw(chosen),
+        });
+    }
+    // Candidates: finite-weight tokens sorted by logit descending (ties by index).
+    let mut cand: Vec<u32> = (0..logits.len() as u32)
+        .filter(|&i| logits[i as usize] > f32::NEG_INFINITY)
+        .collect();
+    let by_logit = |a: &u32, b: &u32| {
+        logits[*b as usize]
+            .total_cmp(&logits[*a as usize])
+            .then(a.cmp(b))
+    };
+    if params.top_k > 0 && params.top_k < cand.len() {
+        cand.select_nth_unstable_by(params.top_k - 1, by_logit);
+        cand.truncate(params.top_k);
+    }
+    cand.sort_unstable_by(by_logit);
+    let mut w: Vec<f64> = cand.iter().map(|&i| weight(i as usize)).collect();
+    if params.top_p < 1.0 {
+        let total: f64 = w.iter().sum();
+        let target = params.top_p as f64 * total;
+        let mut acc = 0.0;
+        let mut keep = w.len();
+        for (n, &x) in w.iter().enumerate() {
+            acc += x;
+            if acc >= target {
+                keep = n + 1;
+                break;
+            }
+        }
+        cand.truncate(keep);
+        w.truncate(keep);
+    }
+    if params.min_p > 0.0 {
+        // The maximum weight is 1 (cand[0] is the argmax), so the threshold is min_p itself.
+        let keep = w
+            .iter()
+            .take_while(|&&x| x >= params.min_p as f64)
+            .count()
+            .max(1);
+        cand.truncate(keep);
+        w.truncate(keep);
+    }
+    let total: f64 = w.iter().sum();
+    let u = rng.random::<f64>() * total;
+    let mut acc = 0.0;
+    let mut pick = w.len() - 1;
+    for (n, &x) in w.iter().enumerate() {
+        acc += x;
+        if acc > u {
+            pick = n;
+            break;
+        }
+    }
+    let token = cand[pick] as usize;
+    Ok(Sampled {
+        token: token as u32,
+        logprob: (w[pick] / total).ln() as f32,
+        logprob_raw: raw(token),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn greedy_picks_first_max() {
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let s = sample(&[1.0, 3.0, 3.0, 0.0], &SamplingParams::GREEDY, &mut rng).unwrap();
+        assert_eq!(s.token, 1);
+        assert_eq!(s.logprob, 0.0);
+    }
+
+    #[test]
+    fn invalid_params_are_named() {
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let p = SamplingParams {
+            top_p: 0.0,
+            ..SamplingParams::PURE
+        };
+        let e = sample(&[0.0], &p, &mut rng).unwrap_err();
+        assert!(e.to_string().contains("top_p"));
+        let e = sample(&[0.0, f32::NAN], &SamplingParams::PURE, &mut rng).unwrap_err();
+        assert!(matches!(e, KernelError::NonFinite { index: 1, .. }));
+    }
+}
