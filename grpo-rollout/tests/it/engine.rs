@@ -1,0 +1,303 @@
+//! Engine behaviour: determinism, prefix sharing, stop conditions,
+//! preemption, bad requests.
+
+use std::cell::Cell;
+
+use grpo_rollout::{
+    Detokenizer, Engine, EngineConfig, FinishReason, GenerateStats, Lm, Request, SamplingParams,
+};
+
+/// A toy LM over a 12-token vocabulary: logits depend on a hash of the whole
+/// prefix, so any cache bug changes the output. Token 11 is EOS.
+struct Toy {
+    extend_calls: Cell<usize>,
+}
+
+const V: usize = 12;
+const EOS: u32 = 11;
+
+fn logits_for(prefix: &[u32]) -> Vec<f32> {
+    let mut h: u64 = 1469598103934665603;
+    for &t in prefix {
+        h = (h ^ t as u64).wrapping_mul(1099511628211);
+    }
+    (0..V)
+        .map(|v| {
+            let x = h
+                .wrapping_add((v as u64).wrapping_mul(0x9E3779B97F4A7C15))
+                .rotate_left(17);
+            ((x % 1000) as f32 / 250.0) - 2.0 + if v as u32 == EOS { -1.5 } else { 0.0 }
+        })
+        .collect()
+}
+
+impl Lm for Toy {
+    type Cache = Vec<u32>;
+    fn vocab_size(&self) -> usize {
+        V
+    }
+    fn max_positions(&self) -> usize {
+        40
+    }
+    fn eos_token_ids(&self) -> Vec<u32> {
+        vec![EOS]
+    }
+    fn new_cache(&self) -> Vec<u32> {
+        Vec::new()
+    }
+    fn fork(&self, c: &Vec<u32>) -> Vec<u32> {
+        c.clone()
+    }
+    fn cache_len(&self, c: &Vec<u32>) -> usize {
+        c.len()
+    }
+    fn extend(&self, c: &mut Vec<u32>, toks: &[u32]) -> Result<Vec<f32>, String> {
+        self.extend_calls.set(self.extend_calls.get() + 1);
+        c.extend_from_slice(toks);
+        Ok(logits_for(c))
+    }
+}
+
+/// Digits as text: token t ↦ char ('a' + t).
+struct Letters;
+impl Detokenizer for Letters {
+    fn decode(&self, ids: &[u32]) -> String {
+        ids.iter().map(|&t| (b'a' + t as u8) as char).collect()
+    }
+}
+
+fn toy() -> Toy {
+    Toy {
+        extend_calls: Cell::new(0),
+    }
+}
+
+fn run(
+    model: &Toy,
+    cfg: EngineConfig,
+    reqs: &[Request],
+) -> (Vec<grpo_rollout::engine::RequestResult>, GenerateStats) {
+    let mut stats = GenerateStats::default();
+    let out = Engine::new(model, cfg).generate(reqs, Some(&Letters), &mut stats);
+    (out, stats)
+}
+
+fn req(prompt: Vec<u32>, n: usize, seed: u64) -> Request {
+    Request {
+        prompt_ids: prompt,
+        params: SamplingParams::sampled(n, 1.0, 10, seed),
+    }
+}
+
+#[test]
+fn output_depends_only_on_seed_not_on_batch() {
+    let m = toy();
+    let alone = run(&m, EngineConfig::default(), &[req(vec![1, 2, 3], 4, 7)]).0;
+    let crowd = run(
+        &m,
+        EngineConfig {
+            max_batch: 5,
+            ..Default::default()
+        },
+        &[
+            req(vec![5, 5], 3, 1),
+            req(vec![1, 2, 3], 4, 7),
+            req(vec![9], 2, 2),
+        ],
+    )
+    .0;
+    assert_eq!(alone[0].as_ref().unwrap(), crowd[1].as_ref().unwrap());
+    // Different seeds give different samples (with overwhelming probability).
+    let other = run(&m, EngineConfig::default(), &[req(vec![1, 2, 3], 4, 8)]).0;
+    assert_ne!(alone[0].as_ref().unwrap(), other[0].as_ref().unwrap());
+}
+
+#[test]
+fn prompt_is_prefilled_once_per_request() {
+    let m = toy();
+    let (out, stats) = run(&m, EngineConfig::default(), &[req(vec![1, 2, 3, 4], 8, 0)]);
+    assert_eq!(out[0].as_ref().unwrap().len(), 8);
+    assert_eq!(stats.prefill_tokens, 4);
+}
+
+#[test]
+fn samples_within_a_group_differ_and_logprobs_are_raw_model_logprobs() {
+    let m = toy();
+    let (out, _) = run(&m, EngineConfig::default(), &[req(vec![3], 8, 5)]);
+    let comps = out[0].as_ref().unwrap();
+    let distinct: std::collections::HashSet<_> = comps.iter().map(|c| c.ids.clone()).collect();
+    assert!(distinct.len() > 1);
+    for c in comps {
+        let mut prefix = vec![3u32];
+        for (i, &t) in c.ids.iter().enumerate() {
+            let l = logits_for(&prefix);
+            let expect = grpo_rollout::sampling::raw_logprob(&l, t);
+            assert!((c.logprobs_raw[i] - expect).abs() < 1e-6);
+            // Temperature 1 and no truncation: processed equals raw.
+            assert!(
+                (c.logprobs_processed[i] - expect).abs() < 1e-4,
+                "{} vs {expect}",
+                c.logprobs_processed[i]
+            );
+            prefix.push(t);
+        }
+        assert_eq!(c.logprobs, c.logprobs_raw);
+    }
+}
+
+#[test]
+fn greedy_is_argmax_and_stops_at_eos_or_length() {
+    let m = toy();
+    let mut p = SamplingParams::greedy(6);
+    p.ignore_eos = false;
+    let (out, _) = run(
+        &m,
+        EngineConfig::default(),
+        &[Request {
+            prompt_ids: vec![2, 7],
+            params: p,
+        }],
+    );
+    let c = &out[0].as_ref().unwrap()[0];
+    let mut prefix = vec![2u32, 7];
+    for &t in &c.ids {
+        let l = logits_for(&prefix);
+        let arg = (0..V)
+            .max_by(|&a, &b| l[a].partial_cmp(&l[b]).unwrap().then(b.cmp(&a)))
+            .unwrap();
+        assert_eq!(t as usize, arg);
+        prefix.push(t);
+    }
+    match c.finish_reason {
+        FinishReason::Eos => assert_eq!(*c.ids.last().unwrap(), EOS),
+        FinishReason::Length => assert_eq!(c.ids.len(), 6),
+        FinishReason::Stop => panic!("no stop configured"),
+    }
+}
+
+#[test]
+fn stop_strings_cut_text_at_the_match_and_stop_ids_stop() {
+    let m = toy();
+    // Find what greedy produces, then use a substring of it as the stop string.
+    let mut p = SamplingParams::greedy(10);
+    p.ignore_eos = true;
+    let (out, _) = run(
+        &m,
+        EngineConfig::default(),
+        &[Request {
+            prompt_ids: vec![4],
+            params: p.clone(),
+        }],
+    );
+    let full = out[0].as_ref().unwrap()[0].clone();
+    assert_eq!(full.ids.len(), 10);
+    let stop: String = full.text[3..5].to_string();
+    let first = full.text.find(&stop).unwrap();
+    p.stop = vec![stop.clone()];
+    let (out, _) = run(
+        &m,
+        EngineConfig::default(),
+        &[Request {
+            prompt_ids: vec![4],
+            params: p.clone(),
+        }],
+    );
+    let c = &out[0].as_ref().unwrap()[0];
+    assert_eq!(c.finish_reason, FinishReason::Stop);
+    assert_eq!(c.text, full.text[..first]);
+    assert_eq!(c.ids, full.ids[..first + stop.len()]);
+    // A stop token id.
+    p.stop.clear();
+    p.stop_token_ids = vec![full.ids[2]];
+    let (out, _) = run(
+        &m,
+        EngineConfig::default(),
+        &[Request {
+            prompt_ids: vec![4],
+            params: p,
+        }],
+    );
+    let c = &out[0].as_ref().unwrap()[0];
+    let k = full.ids.iter().position(|&t| t == full.ids[2]).unwrap();
+    assert_eq!(c.ids, full.ids[..=k]);
+    assert_eq!(c.finish_reason, FinishReason::Stop);
+}
+
+#[test]
+fn min_new_tokens_suppresses_eos() {
+    let m = toy();
+    for seed in 0..20 {
+        let mut p = SamplingParams::sampled(4, 1.5, 12, seed);
+        p.min_new_tokens = 5;
+        let (out, _) = run(
+            &m,
+            EngineConfig::default(),
+            &[Request {
+                prompt_ids: vec![1],
+                params: p,
+            }],
+        );
+        for c in out[0].as_ref().unwrap() {
+            assert!(c.ids.len() >= 5, "{:?}", c.ids);
+            assert!(!c.ids[..5].contains(&EOS));
+        }
+    }
+}
+
+#[test]
+fn preemption_recomputes_and_gives_the_same_tokens() {
+    let m = toy();
+    let reqs = [req(vec![1, 2], 4, 3), req(vec![3, 4, 5], 4, 9)];
+    let (a, sa) = run(&m, EngineConfig::default(), &reqs);
+    let (b, sb) = run(
+        &m,
+        EngineConfig {
+            max_batch: 64,
+            max_cached_tokens: 12,
+        },
+        &reqs,
+    );
+    assert_eq!(sa.preemptions, 0);
+    assert!(sb.preemptions > 0);
+    assert!(sb.recomputed_tokens > 0);
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.as_ref().unwrap(), y.as_ref().unwrap());
+    }
+}
+
+#[test]
+fn bad_requests_fail_alone() {
+    let m = toy();
+    let mut bad_p = SamplingParams::sampled(2, 1.0, 5, 0);
+    bad_p.top_p = 1.5;
+    let mut neg_t = SamplingParams::sampled(2, 1.0, 5, 0);
+    neg_t.temperature = -1.0;
+    let reqs = [
+        req(vec![], 2, 0),
+        Request {
+            prompt_ids: vec![1],
+            params: bad_p,
+        },
+        req(vec![1, 2], 3, 4),
+        Request {
+            prompt_ids: vec![1],
+            params: neg_t,
+        },
+        req(vec![1, 99], 2, 0),
+        req(vec![1; 45], 2, 0),
+        req(vec![1], 0, 0),
+    ];
+    let (out, _) = run(&m, EngineConfig::default(), &reqs);
+    let msg = |i: usize| out[i].as_ref().unwrap_err().to_string();
+    assert!(
+        msg(0).contains("prompt") && msg(0).contains("empty"),
+        "{}",
+        msg(0)
+    );
+    assert!(msg(1).contains("top_p"), "{}", msg(1));
+    assert_eq!(out[2].as_ref().unwrap().len(), 3);
+    assert!(msg(3).contains("temperature"), "{}", msg(3));
+    assert!(msg(4).contains("99"), "{}", msg(4));
+    assert!(msg(5).contains("context"), "{}", msg(5));
+    assert!(msg(6).contains("n"), "{}", msg(6));
+}
