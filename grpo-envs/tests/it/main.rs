@@ -1,1 +1,6 @@
 //! Integration tests for grpo-envs (one binary per crate).
+
+mod common;
+mod dataset;
+mod envs;
+mod runner;

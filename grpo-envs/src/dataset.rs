@@ -1,0 +1,351 @@
+//! Dataset loaders: JSONL task files (GSM8K, MATH, code-contest, HumanEval and
+//! BFCL-style records) mapped to [`TaskRecord`]s by a [`ColumnMap`], and a
+//! resumable, seeded [`Cursor`] that visits every record once per epoch in a
+//! seeded order.
+
+use std::io::BufRead;
+use std::path::Path;
+
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{EnvError, Result};
+use crate::seed::{derive_seed, rng};
+
+/// One task: an id, the prompt text, the gold answer and any extra fields
+/// (tests, entry point, tool schemas…).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// Record id (from the id column, else `line-N`).
+    pub id: String,
+    /// Prompt / question text.
+    pub prompt: String,
+    /// Gold answer (after extraction).
+    pub answer: String,
+    /// Extra columns named in the map.
+    #[serde(default)]
+    pub extra: serde_json::Map<String, Value>,
+}
+
+/// How the gold answer is extracted from its column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerExtract {
+    /// The column as-is (strings; other JSON values as canonical JSON).
+    #[default]
+    Raw,
+    /// GSM8K: the text after the last `####`.
+    Gsm8k,
+    /// MATH: the content of the last `\boxed{…}`.
+    Boxed,
+}
+
+/// Which columns hold what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnMap {
+    /// Id column (optional).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Prompt column.
+    pub prompt: String,
+    /// Answer column.
+    pub answer: String,
+    /// Answer extraction.
+    #[serde(default)]
+    pub extract: AnswerExtract,
+    /// Extra columns copied into [`TaskRecord::extra`] (missing ones are errors).
+    #[serde(default)]
+    pub extra: Vec<String>,
+}
+
+impl ColumnMap {
+    /// GSM8K: `question`, `answer` after `####`.
+    pub fn gsm8k() -> Self {
+        ColumnMap {
+            id: None,
+            prompt: "question".into(),
+            answer: "answer".into(),
+            extract: AnswerExtract::Gsm8k,
+            extra: Vec::new(),
+        }
+    }
+    /// MATH (Hendrycks): `problem`, boxed answer of `solution`.
+    pub fn math() -> Self {
+        ColumnMap {
+            id: None,
+            prompt: "problem".into(),
+            answer: "solution".into(),
+            extract: AnswerExtract::Boxed,
+            extra: vec![],
+        }
+    }
+    /// HumanEval: `task_id`, `prompt`, `canonical_solution`; `test` and `entry_point` kept.
+    pub fn humaneval() -> Self {
+        ColumnMap {
+            id: Some("task_id".into()),
+            prompt: "prompt".into(),
+            answer: "canonical_solution".into(),
+            extract: AnswerExtract::Raw,
+            extra: vec!["test".into(), "entry_point".into()],
+        }
+    }
+    /// Code-contest style: `name`, `description`, `solution`; `tests` kept.
+    pub fn code_contest() -> Self {
+        ColumnMap {
+            id: Some("name".into()),
+            prompt: "description".into(),
+            answer: "solution".into(),
+            extract: AnswerExtract::Raw,
+            extra: vec!["tests".into()],
+        }
+    }
+    /// BFCL style: `id`, `question`, `ground_truth` (JSON); `function` (tool schemas) kept.
+    pub fn bfcl() -> Self {
+        ColumnMap {
+            id: Some("id".into()),
+            prompt: "question".into(),
+            answer: "ground_truth".into(),
+            extract: AnswerExtract::Raw,
+            extra: vec!["function".into()],
+        }
+    }
+    /// A preset by name (`gsm8k`, `math`, `humaneval`, `code_contest`, `bfcl`).
+    pub fn preset(name: &str) -> Result<Self> {
+        Ok(match name {
+            "gsm8k" => Self::gsm8k(),
+            "math" => Self::math(),
+            "humaneval" => Self::humaneval(),
+            "code_contest" => Self::code_contest(),
+            "bfcl" => Self::bfcl(),
+            other => {
+                return Err(EnvError::param(
+                    "columns",
+                    format!(
+                        "unknown preset `{other}` (gsm8k, math, humaneval, code_contest, bfcl)"
+                    ),
+                ));
+            }
+        })
+    }
+}
+
+/// The content of the last `\boxed{…}` (balanced braces).
+pub fn last_boxed(s: &str) -> Option<&str> {
+    let start = s.rfind("\\boxed")?;
+    let rest = &s[start + "\\boxed".len()..];
+    let open = rest.find('{')?;
+    if !rest[..open].trim().is_empty() {
+        return None;
+    }
+    let body = &rest[open + 1..];
+    let mut depth = 1usize;
+    for (i, c) in body.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(&body[..i]);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn as_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => crate::tool::canonical_json(other),
+    }
+}
+
+/// Maps one parsed JSON object to a record; `line` is 1-based.
+pub fn map_record(v: &Value, map: &ColumnMap, path: &str, line: usize) -> Result<TaskRecord> {
+    let bad = |field: &str, reason: &str| EnvError::BadRecord {
+        path: path.to_string(),
+        line,
+        field: field.to_string(),
+        reason: reason.to_string(),
+    };
+    let obj = v.as_object().ok_or_else(|| bad("<record>", "not a JSON object"))?;
+    let get = |f: &str| obj.get(f).ok_or_else(|| bad(f, "missing"));
+    let prompt = get(&map.prompt)?
+        .as_str()
+        .ok_or_else(|| bad(&map.prompt, "not a string"))?
+        .to_string();
+    let raw = as_text(get(&map.answer)?);
+    let answer = match map.extract {
+        AnswerExtract::Raw => raw,
+        AnswerExtract::Gsm8k => raw
+            .rsplit_once("####")
+            .map(|(_, a)| a.trim().replace(',', ""))
+            .ok_or_else(|| bad(&map.answer, "no `####` final answer"))?,
+        AnswerExtract::Boxed => last_boxed(&raw)
+            .map(|s| s.trim().to_string())
+            .ok_or_else(|| bad(&map.answer, "no \\boxed{…} answer"))?,
+    };
+    let id = match &map.id {
+        Some(c) => as_text(get(c)?),
+        None => format!("line-{line}"),
+    };
+    let mut extra = serde_json::Map::new();
+    for c in &map.extra {
+        extra.insert(c.clone(), get(c)?.clone());
+    }
+    Ok(TaskRecord {
+        id,
+        prompt,
+        answer,
+        extra,
+    })
+}
+
+/// Reads a JSONL file (blank lines skipped); errors name the file, line and field.
+pub fn load_jsonl(path: impl AsRef<Path>, map: &ColumnMap) -> Result<Vec<TaskRecord>> {
+    let path = path.as_ref();
+    let name = path.display().to_string();
+    let f = std::fs::File::open(path).map_err(|e| EnvError::Io {
+        context: format!("opening {name}"),
+        source: e,
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| EnvError::Io {
+            context: format!("reading {name} line {}", i + 1),
+            source: e,
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&line).map_err(|e| EnvError::BadRecord {
+            path: name.clone(),
+            line: i + 1,
+            field: "<json>".into(),
+            reason: e.to_string(),
+        })?;
+        out.push(map_record(&v, map, &name, i + 1)?);
+    }
+    tracing::debug!(path = %name, records = out.len(), "loaded task file");
+    Ok(out)
+}
+
+/// Loads a task file by extension (`.jsonl`; `.parquet` is not supported in this build).
+pub fn load_tasks(path: impl AsRef<Path>, map: &ColumnMap) -> Result<Vec<TaskRecord>> {
+    let p = path.as_ref();
+    match p.extension().and_then(|e| e.to_str()) {
+        Some("jsonl") | Some("json") => load_jsonl(p, map),
+        Some("parquet") => Err(EnvError::param(
+            "path",
+            format!(
+                "{}: Parquet task files are not supported by this build; convert to JSONL",
+                p.display()
+            ),
+        )),
+        _ => load_jsonl(p, map),
+    }
+}
+
+/// A resumable, seeded cursor over `len` records: each epoch visits every index
+/// once in an order drawn from `(seed, epoch)`. Its state is three numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Base seed.
+    pub seed: u64,
+    /// Number of records.
+    pub len: usize,
+    /// Current epoch.
+    pub epoch: u64,
+    /// Position within the epoch.
+    pub pos: usize,
+    #[serde(skip)]
+    order: Vec<usize>,
+}
+
+/// One position drawn from a cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Draw {
+    /// Record index.
+    pub index: usize,
+    /// Epoch of the draw.
+    pub epoch: u64,
+    /// Instance seed for the task: `derive(seed, "task", epoch, index)`.
+    pub instance_seed: u64,
+}
+
+impl Cursor {
+    /// A cursor at the start of epoch 0.
+    pub fn new(seed: u64, len: usize) -> Self {
+        Cursor {
+            seed,
+            len,
+            epoch: 0,
+            pos: 0,
+            order: Vec::new(),
+        }
+    }
+    fn ensure_order(&mut self) {
+        if self.order.len() != self.len {
+            let mut order: Vec<usize> = (0..self.len).collect();
+            let mut r = rng(derive_seed(self.seed, "epoch", &[self.epoch]));
+            for i in (1..order.len()).rev() {
+                let j = r.random_range(0..=i);
+                order.swap(i, j);
+            }
+            self.order = order;
+        }
+    }
+    /// The next draw (`None` when `len == 0`).
+    pub fn next_draw(&mut self) -> Option<Draw> {
+        if self.len == 0 {
+            return None;
+        }
+        if self.pos >= self.len {
+            self.epoch += 1;
+            self.pos = 0;
+            self.order.clear();
+        }
+        self.ensure_order();
+        let index = self.order[self.pos];
+        self.pos += 1;
+        Some(Draw {
+            index,
+            epoch: self.epoch,
+            instance_seed: derive_seed(self.seed, "task", &[self.epoch, index as u64]),
+        })
+    }
+    /// The next `n` draws.
+    pub fn take(&mut self, n: usize) -> Vec<Draw> {
+        (0..n).filter_map(|_| self.next_draw()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boxed() {
+        assert_eq!(last_boxed(r"so \boxed{\frac{1}{2}} done"), Some(r"\frac{1}{2}"));
+        assert_eq!(last_boxed("none"), None);
+        assert_eq!(last_boxed(r"\boxed{open"), None);
+    }
+
+    #[test]
+    fn cursor_is_a_permutation_and_resumes() {
+        let mut c = Cursor::new(3, 10);
+        let first: Vec<usize> = c.take(10).iter().map(|d| d.index).collect();
+        let mut sorted = first.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+        let mut a = Cursor::new(3, 10);
+        a.take(13);
+        let json = serde_json::to_string(&a).unwrap();
+        let mut b: Cursor = serde_json::from_str(&json).unwrap();
+        assert_eq!(a.take(9), b.take(9));
+        assert_ne!(first, Cursor::new(4, 10).take(10).iter().map(|d| d.index).collect::<Vec<_>>());
+    }
+}
