@@ -1,1 +1,175 @@
-//! math verifier (being written).
+//! Math answer verification with Math-Verify semantics.
+//!
+//! [`verify`] extracts the final answer from a response (`\boxed{}` / `\fbox{}`,
+//! "final answer is", "answer:", GSM8K `####`, LaTeX spans, plain numbers; see
+//! [`extract`]), parses gold and prediction into one tree ([`expr::E`]) and
+//! decides equivalence ([`compare`]): exact rationals, decimals rounded to
+//! `float_rounding` places when one side is a decimal literal, symbolic
+//! expressions by evaluation at fixed pseudo-random points (positive values,
+//! so `\sqrt{1/n}` equals `1/\sqrt{n}`), sets order-free, tuples ordered,
+//! intervals with their ends, matrices element-wise, relations up to a
+//! constant factor, and gold-driven unwrapping of `x = 3` vs `3`.
+//!
+//! Options use Math-Verify's names (`gold_extraction`, `pred_extraction`,
+//! `float_rounding`, `numeric_precision`, `strict`, `allow_set_relation_comp`,
+//! `boxed_match_priority`) plus `percent_accepts_bare`.
+//!
+//! ```
+//! use grpo_rewards::math::{verify, MathConfig};
+//! let v = verify("\\frac{1}{2}", "So the answer is $\\boxed{0.5}$.", &MathConfig::default()).unwrap();
+//! assert!(v.correct);
+//! assert_eq!(v.extracted.as_deref(), Some("0.5"));
+//! ```
+
+pub mod compare;
+pub mod eval;
+pub mod expr;
+pub mod extract;
+pub mod parse;
+pub mod rat;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, RewardError};
+
+/// What to extract from a string (Math-Verify's extraction configs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExtractionTarget {
+    /// LaTeX: `\boxed{}`, `$...$`, `\[...\]`, `\(...\)`.
+    Latex,
+    /// Plain numbers and expressions.
+    Expr,
+    /// Multiple-choice letters A-E.
+    Letters,
+}
+
+/// Options, named as in Math-Verify.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MathConfig {
+    /// Extraction targets for the gold answer.
+    pub gold_extraction: Vec<ExtractionTarget>,
+    /// Extraction targets for the prediction.
+    pub pred_extraction: Vec<ExtractionTarget>,
+    /// Decimal places both sides are rounded to when one side is a decimal.
+    pub float_rounding: u32,
+    /// Significant digits for numeric comparison of irrational values.
+    pub numeric_precision: u32,
+    /// Free symbols must match by name (`f(x)` != `f(y)`).
+    pub strict: bool,
+    /// Accept an inequality prediction for an interval gold.
+    pub allow_set_relation_comp: bool,
+    /// Priority of `\boxed{}` matches (0 = before everything, Math-Verify default 50).
+    pub boxed_match_priority: i32,
+    /// A bare number matches a percent gold (`28\%` vs `28`), as in Math-Verify's tests.
+    pub percent_accepts_bare: bool,
+}
+
+impl Default for MathConfig {
+    fn default() -> Self {
+        MathConfig {
+            gold_extraction: vec![ExtractionTarget::Latex, ExtractionTarget::Expr],
+            pred_extraction: vec![ExtractionTarget::Latex, ExtractionTarget::Expr],
+            float_rounding: 6,
+            numeric_precision: 15,
+            strict: true,
+            allow_set_relation_comp: false,
+            boxed_match_priority: 0,
+            percent_accepts_bare: true,
+        }
+    }
+}
+
+/// Outcome of one math verification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MathVerdict {
+    /// Whether the prediction is equivalent to the gold answer.
+    pub correct: bool,
+    /// 1.0 when correct, else 0.0.
+    pub reward: f64,
+    /// The prediction substring that was compared (None when nothing parsed).
+    pub extracted: Option<String>,
+    /// The gold substring that was used.
+    pub gold_extracted: String,
+    /// Why: which rule decided, or why nothing was compared.
+    pub reason: String,
+}
+
+fn first_parse(text: &str, targets: &[ExtractionTarget], boxed: i32) -> Option<(String, expr::E)> {
+    for c in extract::candidates(text, targets, boxed) {
+        if let Some(e) = parse::parse_math(&c.text) {
+            return Some((c.text, e));
+        }
+    }
+    None
+}
+
+/// Verifies `pred` (a whole response or an answer) against `gold`.
+///
+/// Errors only when the gold answer cannot be parsed (bad task data); a
+/// prediction that yields nothing is an incorrect verdict with a reason.
+pub fn verify(gold: &str, pred: &str, cfg: &MathConfig) -> Result<MathVerdict> {
+    let Some((gold_text, g)) = first_parse(gold, &cfg.gold_extraction, cfg.boxed_match_priority)
+    else {
+        return Err(RewardError::InvalidInput {
+            field: "gold".into(),
+            reason: format!("no parsable answer in {:?}", truncate(gold, 200)),
+        });
+    };
+    let Some((pred_text, p)) = first_parse(pred, &cfg.pred_extraction, cfg.boxed_match_priority)
+    else {
+        return Ok(MathVerdict {
+            correct: false,
+            reward: 0.0,
+            extracted: None,
+            gold_extracted: gold_text,
+            reason: "no answer could be extracted from the prediction".into(),
+        });
+    };
+    let (ok, why) = compare::equal(&g, &p, cfg);
+    Ok(MathVerdict {
+        correct: ok,
+        reward: if ok { 1.0 } else { 0.0 },
+        extracted: Some(pred_text),
+        gold_extracted: gold_text,
+        reason: why.to_string(),
+    })
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// JSON entry point used by `grpo verify math`: input
+/// `{"gold", "pred", "options"?}`, output
+/// `{"correct", "reward", "extracted", "reason"}`.
+pub fn verify_json(v: &serde_json::Value) -> Result<serde_json::Value> {
+    let field = |k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_str())
+            .ok_or_else(|| RewardError::InvalidInput {
+                field: k.into(),
+                reason: "missing or not a string".into(),
+            })
+    };
+    let gold = field("gold")?;
+    let pred = field("pred")?;
+    let cfg: MathConfig = match v.get("options") {
+        None | Some(serde_json::Value::Null) => MathConfig::default(),
+        Some(o) => serde_json::from_value(o.clone()).map_err(|e| RewardError::InvalidInput {
+            field: "options".into(),
+            reason: e.to_string(),
+        })?,
+    };
+    let r = verify(gold, pred, &cfg)?;
+    Ok(serde_json::json!({
+        "correct": r.correct,
+        "reward": r.reward,
+        "extracted": r.extracted,
+        "reason": r.reason,
+    }))
+}

@@ -1,1 +1,3 @@
 //! Integration tests for grpo-rewards (one binary per crate).
+
+mod math_cases;
