@@ -118,6 +118,14 @@ pub enum CoreError {
         /// Known names, comma separated.
         known: String,
     },
+    /// A field of an `eval` request (`compat::eval`) is missing, malformed or unknown.
+    #[error("field {field}: {reason}")]
+    InvalidField {
+        /// Dotted field path (`fn`, `params`, `inputs.log_prob`, ...).
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Saved state could not be restored.
     #[error("invalid saved state for `{what}`: {reason}")]
     InvalidState {
