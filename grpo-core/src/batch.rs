@@ -89,6 +89,9 @@ pub struct ScoredBatch {
     pub budgets: Option<Vec<BudgetRecord>>,
     /// Critic values `V[i,t]`, shape `[B,T]` (GAE).
     pub values: Option<Array2<f64>>,
+    /// Per row: the completion was truncated (its last token is neither EOS nor PAD);
+    /// used by the `mask_truncated` filter.
+    pub truncated: Option<Vec<bool>>,
 }
 
 /// Rows of each group, groups in order of first appearance.
@@ -219,6 +222,7 @@ impl ScoredBatch {
             steps: None,
             budgets: None,
             values: None,
+            truncated: None,
         };
         b.validate()?;
         Ok(b)
@@ -369,6 +373,13 @@ impl ScoredBatch {
         Ok(self)
     }
 
+    /// Adds the per-row truncation flags.
+    pub fn with_truncated(mut self, truncated: Vec<bool>) -> Result<Self> {
+        check_len("truncated", truncated.len(), self.rows())?;
+        self.truncated = Some(truncated);
+        Ok(self)
+    }
+
     /// Number of rows `B`.
     pub fn rows(&self) -> usize {
         self.mask.nrows()
@@ -439,6 +450,9 @@ impl ScoredBatch {
         }
         if let Some(k) = &self.prompt_key {
             check_len("prompt_key", k.len(), b)?;
+        }
+        if let Some(k) = &self.truncated {
+            check_len("truncated", k.len(), b)?;
         }
         if let Some(s) = &self.steps {
             self.clone().with_steps(s.clone())?;
@@ -554,10 +568,104 @@ impl ScoredBatch {
                 .as_ref()
                 .map(|s| rows.iter().map(|&r| s[r].clone()).collect()),
             values: self.values.as_ref().map(sel2),
+            truncated: self
+                .truncated
+                .as_ref()
+                .map(|k| rows.iter().map(|&r| k[r]).collect()),
         };
         out.validate()?;
         Ok(out)
     }
+}
+
+fn pad2(a: &Array2<f64>, t: usize) -> Array2<f64> {
+    let mut out = Array2::zeros((a.nrows(), t));
+    out.slice_mut(ndarray::s![.., ..a.ncols()]).assign(a);
+    out
+}
+
+/// Concatenates batches row-wise, padding to the widest `T`. Group ids are renumbered
+/// `0, 1, …` in order of first appearance per part, so equal ids in different parts stay
+/// different groups. An optional extra is kept only if every part has it; reward
+/// components must have the same names in every part.
+pub fn concat(parts: &[ScoredBatch]) -> Result<ScoredBatch> {
+    let first = parts.first().ok_or_else(|| CoreError::Empty {
+        what: "batches to concatenate".into(),
+    })?;
+    let t = parts.iter().map(|p| p.cols()).max().unwrap_or(1);
+    let names: Vec<&str> = first.components.iter().map(|c| c.name.as_str()).collect();
+    for (k, p) in parts.iter().enumerate() {
+        let pn: Vec<&str> = p.components.iter().map(|c| c.name.as_str()).collect();
+        if pn != names {
+            return Err(CoreError::InvalidParam {
+                name: format!("parts[{k}].components"),
+                value: pn.join(","),
+                reason: format!("expected components [{}]", names.join(",")),
+            });
+        }
+    }
+    let stack2 = |f: &dyn Fn(&ScoredBatch) -> Option<&Array2<f64>>| -> Option<Array2<f64>> {
+        let views: Option<Vec<Array2<f64>>> =
+            parts.iter().map(|p| f(p).map(|a| pad2(a, t))).collect();
+        let views = views?;
+        let v: Vec<_> = views.iter().map(|a| a.view()).collect();
+        ndarray::concatenate(ndarray::Axis(0), &v).ok()
+    };
+    let stack1 = |f: &dyn Fn(&ScoredBatch) -> Option<&Array1<f64>>| -> Option<Array1<f64>> {
+        let v: Option<Vec<_>> = parts.iter().map(|p| f(p).map(|a| a.view())).collect();
+        ndarray::concatenate(ndarray::Axis(0), &v?).ok()
+    };
+    fn stackv<T: Clone>(
+        parts: &[ScoredBatch],
+        f: &dyn Fn(&ScoredBatch) -> Option<&Vec<T>>,
+    ) -> Option<Vec<T>> {
+        let mut out = Vec::new();
+        for p in parts {
+            out.extend(f(p)?.iter().cloned());
+        }
+        Some(out)
+    }
+    let mut group = Vec::new();
+    let mut next = 0usize;
+    for p in parts {
+        let g = p.groups();
+        let mut ids = vec![0usize; p.rows()];
+        for (k, rows) in g.rows.iter().enumerate() {
+            for &r in rows {
+                ids[r] = next + k;
+            }
+        }
+        next += g.len();
+        group.extend(ids);
+    }
+    let out = ScoredBatch {
+        mask: stack2(&|p| Some(&p.mask)).ok_or_else(|| CoreError::Empty {
+            what: "mask".into(),
+        })?,
+        group,
+        reward: stack1(&|p| Some(&p.reward)).ok_or_else(|| CoreError::Empty {
+            what: "reward".into(),
+        })?,
+        components: names
+            .iter()
+            .enumerate()
+            .map(|(k, n)| RewardComponent {
+                name: n.to_string(),
+                values: stack1(&|p| Some(&p.components[k].values)).unwrap_or_default(),
+            })
+            .collect(),
+        token_rewards: stack2(&|p| p.token_rewards.as_ref()),
+        old_log_prob: stack2(&|p| p.old_log_prob.as_ref()),
+        sum_sq_prob: stack2(&|p| p.sum_sq_prob.as_ref()),
+        baseline_reward: stack1(&|p| p.baseline_reward.as_ref()),
+        prompt_key: stackv(parts, &|p| p.prompt_key.as_ref()),
+        steps: stackv(parts, &|p| p.steps.as_ref()),
+        budgets: stackv(parts, &|p| p.budgets.as_ref()),
+        values: stack2(&|p| p.values.as_ref()),
+        truncated: stackv(parts, &|p| p.truncated.as_ref()),
+    };
+    out.validate()?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -614,6 +722,17 @@ mod tests {
             ScoredBatch::new(array![[0.5]], vec![0], array![1.0]),
             Err(CoreError::InvalidMask { .. })
         ));
+    }
+
+    #[test]
+    fn concat_pads_and_renumbers() {
+        let a = ScoredBatch::from_outcome(&[1.0, 0.0], &[0, 0], &[1, 1]).unwrap();
+        let b = ScoredBatch::from_outcome(&[2.0], &[0], &[3]).unwrap();
+        let c = concat(&[a, b]).unwrap();
+        assert_eq!(c.group, vec![0, 0, 1]);
+        assert_eq!(c.cols(), 3);
+        assert_eq!(c.mask.row(0).to_vec(), vec![1.0, 0.0, 0.0]);
+        assert_eq!(c.reward.to_vec(), vec![1.0, 0.0, 2.0]);
     }
 
     #[test]
