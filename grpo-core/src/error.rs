@@ -69,6 +69,18 @@ pub enum CoreError {
         value: f64,
     },
 
+    /// A per-row input value is outside the domain the method accepts (e.g. a
+    /// non-binary reward for DisCO).
+    #[error("invalid input `{what}` at row {row}: {reason}")]
+    InvalidInput {
+        /// Name of the input.
+        what: String,
+        /// Row index.
+        row: usize,
+        /// Why it is invalid.
+        reason: String,
+    },
+
     // ---- groups ----
     /// A group has fewer members than the estimator needs.
     #[error("group {group} has {size} member(s); `{method}` needs at least {min}")]
