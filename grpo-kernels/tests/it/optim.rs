@@ -57,7 +57,7 @@ fn adamw_matches_recorded_torch_values() {
     // Recorded with torch 2.15 (CPU, float32):
     //   p = Parameter(tensor(P0)); opt = AdamW([p], lr=1e-2, betas=(0.9, 0.95), eps=1e-8,
     //   weight_decay=0.1); for g in GRADS: p.grad = tensor(g); opt.step()
-    let want_params: [[f32; 5]; 3] = [
+    let want_params: [[f64; 5]; 3] = [
         [
             0.4895000159740448,
             -1.2387499809265137,
@@ -100,7 +100,7 @@ fn adamw_matches_recorded_torch_values() {
         for i in 0..5 {
             let w = want_params[s][i];
             assert!(
-                (p[i] - w).abs() <= 2e-7 * (1.0 + w.abs()),
+                (p[i] as f64 - w).abs() <= 2e-7 * (1.0 + w.abs()),
                 "step {} param {i}: {} vs torch {w}",
                 s + 1,
                 p[i]

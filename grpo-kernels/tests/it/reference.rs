@@ -97,6 +97,10 @@ pub struct AttnShape {
 /// Returns (out [tq,hq,d], lse [hq,tq]).
 pub fn attention(q: &[f64], k: &[f64], v: &[f64], s: &AttnShape) -> (Vec<f64>, Vec<f64>) {
     let (tq, hq, hkv, d) = (s.tq, s.hq, s.hkv, s.d);
+    assert!(
+        s.q_offset + tq <= s.tk,
+        "reference attention: q_offset + tq > tk"
+    );
     let mut out = vec![0.0; tq * hq * d];
     let mut lse = vec![0.0; hq * tq];
     for h in 0..hq {
