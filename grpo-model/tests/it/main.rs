@@ -1,1 +1,5 @@
 //! Integration tests for grpo-model (one binary per crate).
+
+mod checkpoint;
+mod common;
+mod hf_parity;

@@ -1,0 +1,404 @@
+//! Hand-written backward, layer by layer in reverse order of [`crate::forward`].
+//!
+//! Input: `d loss / d logprob` and `d loss / d entropy` per completion token. Output:
+//! parameter gradients **accumulated** into a flat buffer with the layout of the weights
+//! (so several micro-batches can add up before one optimizer step). With tied embeddings the
+//! lm_head and embedding gradients land in the same tensor.
+//!
+//! For shared-prefix segments the completions are processed first at every layer: their
+//! attention backward adds into the prompt's key/value gradients, which join the prompt's own
+//! before its layer backward runs once.
+
+use grpo_kernels::ops::attention::attention_bwd;
+use grpo_kernels::ops::embedding::embedding_bwd;
+use grpo_kernels::ops::gemm::matmul;
+use grpo_kernels::ops::logprob::logprob_bwd;
+use grpo_kernels::ops::rmsnorm::rmsnorm_bwd;
+use grpo_kernels::ops::rope::rope_bwd;
+use grpo_kernels::ops::swiglu::swiglu_bwd;
+
+use crate::error::{Error, Result};
+use crate::forward::{Activations, LayerActs};
+use crate::model::Model;
+
+/// `dW [n, k] += dyᵀ · x` for `y [t, n] = x [t, k] · Wᵀ`.
+fn acc_weight_grad(
+    dw: &mut [f32],
+    dy: &[f32],
+    x: &[f32],
+    t: usize,
+    k: usize,
+    n: usize,
+) -> Result<()> {
+    matmul(dw, dy, x, n, t, k, true, false, true)?;
+    Ok(())
+}
+
+/// `dx [t, k] (=/+=) dy [t, n] · W [n, k]`.
+fn input_grad(
+    dx: &mut [f32],
+    dy: &[f32],
+    w: &[f32],
+    t: usize,
+    k: usize,
+    n: usize,
+    acc: bool,
+) -> Result<()> {
+    matmul(dx, dy, w, t, n, k, false, false, acc)?;
+    Ok(())
+}
+
+fn acc_bias_grad(db: &mut [f32], dy: &[f32]) {
+    for row in dy.chunks(db.len()) {
+        for (g, d) in db.iter_mut().zip(row) {
+            *g += d;
+        }
+    }
+}
+
+fn g(grads: &mut [f32], off: usize, len: usize) -> &mut [f32] {
+    &mut grads[off..off + len]
+}
+
+impl Model {
+    /// Backward of one layer. `dout [t, H]` is d loss / d layer output; returns d loss / d
+    /// layer input and, when the segment attends to a context, the gradients of the context's
+    /// keys and values `[pos0, Hkv·D]`. `extra_dkv` holds gradients of this segment's own
+    /// keys/values coming from later segments that attend to it.
+    pub(crate) fn layer_bwd(
+        &self,
+        l: usize,
+        x: &[f32],
+        a: &LayerActs,
+        dout: &[f32],
+        t: usize,
+        pos0: usize,
+        ctx: Option<(&[f32], &[f32])>,
+        extra_dkv: Option<&(Vec<f32>, Vec<f32>)>,
+        grads: &mut [f32],
+    ) -> Result<(Vec<f32>, Option<(Vec<f32>, Vec<f32>)>)> {
+        let c = &self.config;
+        let (h, qd, kvd, inter) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
+        let (hq, hkv, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let lo = self.layout.layers[l];
+        let _span = tracing::trace_span!("layer_bwd", layer = l, tokens = t).entered();
+        if t == 0 {
+            return Ok((
+                vec![],
+                ctx.map(|(k, _)| (vec![0.0; k.len()], vec![0.0; k.len()])),
+            ));
+        }
+        // MLP: out = x_mid + down(silu(gate) * up)
+        let mut dact = vec![0.0; t * inter];
+        input_grad(
+            &mut dact,
+            dout,
+            self.w(lo.down, h * inter),
+            t,
+            inter,
+            h,
+            false,
+        )?;
+        acc_weight_grad(g(grads, lo.down, h * inter), dout, &a.act, t, inter, h)?;
+        let mut dgate = vec![0.0; t * inter];
+        let mut dup = vec![0.0; t * inter];
+        swiglu_bwd(&mut dgate, &mut dup, &dact, &a.gate, &a.up)?;
+        drop(dact);
+        let mut dxn2 = vec![0.0; t * h];
+        input_grad(
+            &mut dxn2,
+            &dgate,
+            self.w(lo.gate, inter * h),
+            t,
+            h,
+            inter,
+            false,
+        )?;
+        input_grad(&mut dxn2, &dup, self.w(lo.up, inter * h), t, h, inter, true)?;
+        acc_weight_grad(g(grads, lo.gate, inter * h), &dgate, &a.xn2, t, h, inter)?;
+        acc_weight_grad(g(grads, lo.up, inter * h), &dup, &a.xn2, t, h, inter)?;
+        drop((dgate, dup));
+        let mut dmid = vec![0.0; t * h];
+        rmsnorm_bwd(
+            &mut dmid,
+            g(grads, lo.post_norm, h),
+            &dxn2,
+            &a.x_mid,
+            self.w(lo.post_norm, h),
+            &a.rstd2,
+            t,
+            h,
+        )?;
+        for (m, o) in dmid.iter_mut().zip(dout) {
+            *m += o;
+        }
+        // Attention: x_mid = x + o_proj(att)
+        let mut datt = vec![0.0; t * qd];
+        input_grad(&mut datt, &dmid, self.w(lo.o, h * qd), t, qd, h, false)?;
+        acc_weight_grad(g(grads, lo.o, h * qd), &dmid, &a.att, t, qd, h)?;
+        let scale = 1.0 / (d as f32).sqrt();
+        let mut dq = vec![0.0; t * qd];
+        let (mut dk, mut dv, dctx) = match ctx {
+            Some((ck, cv)) if pos0 > 0 => {
+                let kc = [ck, &a.k].concat();
+                let vc = [cv, &a.v].concat();
+                let mut dkc = vec![0.0; (pos0 + t) * kvd];
+                let mut dvc = vec![0.0; (pos0 + t) * kvd];
+                attention_bwd(
+                    &mut dq,
+                    &mut dkc,
+                    &mut dvc,
+                    &datt,
+                    &a.q,
+                    &kc,
+                    &vc,
+                    &a.att,
+                    &a.lse,
+                    t,
+                    pos0 + t,
+                    hq,
+                    hkv,
+                    d,
+                    pos0,
+                    scale,
+                )?;
+                let dk_own = dkc.split_off(pos0 * kvd);
+                let dv_own = dvc.split_off(pos0 * kvd);
+                (dk_own, dv_own, Some((dkc, dvc)))
+            }
+            _ => {
+                let mut dk = vec![0.0; t * kvd];
+                let mut dv = vec![0.0; t * kvd];
+                attention_bwd(
+                    &mut dq, &mut dk, &mut dv, &datt, &a.q, &a.k, &a.v, &a.att, &a.lse, t, t, hq,
+                    hkv, d, 0, scale,
+                )?;
+                (dk, dv, None)
+            }
+        };
+        drop(datt);
+        if let Some((ek, ev)) = extra_dkv {
+            for (x, e) in dk.iter_mut().zip(ek) {
+                *x += e;
+            }
+            for (x, e) in dv.iter_mut().zip(ev) {
+                *x += e;
+            }
+        }
+        let positions: Vec<usize> = (pos0..pos0 + t).collect();
+        rope_bwd(&mut dq, &positions, hq, d, &self.rope)?;
+        rope_bwd(&mut dk, &positions, hkv, d, &self.rope)?;
+        if let Some((qn, kn)) = lo.qk_norm {
+            let mut dq_pre = vec![0.0; t * qd];
+            let mut dk_pre = vec![0.0; t * kvd];
+            rmsnorm_bwd(
+                &mut dq_pre,
+                g(grads, qn, d),
+                &dq,
+                &a.q_pre,
+                self.w(qn, d),
+                &a.q_rstd,
+                t * hq,
+                d,
+            )?;
+            rmsnorm_bwd(
+                &mut dk_pre,
+                g(grads, kn, d),
+                &dk,
+                &a.k_pre,
+                self.w(kn, d),
+                &a.k_rstd,
+                t * hkv,
+                d,
+            )?;
+            dq = dq_pre;
+            dk = dk_pre;
+        }
+        if let Some((bq, bk, bv)) = lo.qkv_bias {
+            acc_bias_grad(g(grads, bq, qd), &dq);
+            acc_bias_grad(g(grads, bk, kvd), &dk);
+            acc_bias_grad(g(grads, bv, kvd), &dv);
+        }
+        let mut dxn1 = vec![0.0; t * h];
+        input_grad(&mut dxn1, &dq, self.w(lo.q, qd * h), t, h, qd, false)?;
+        input_grad(&mut dxn1, &dk, self.w(lo.k, kvd * h), t, h, kvd, true)?;
+        input_grad(&mut dxn1, &dv, self.w(lo.v, kvd * h), t, h, kvd, true)?;
+        acc_weight_grad(g(grads, lo.q, qd * h), &dq, &a.xn1, t, h, qd)?;
+        acc_weight_grad(g(grads, lo.k, kvd * h), &dk, &a.xn1, t, h, kvd)?;
+        acc_weight_grad(g(grads, lo.v, kvd * h), &dv, &a.xn1, t, h, kvd)?;
+        let mut dx = vec![0.0; t * h];
+        rmsnorm_bwd(
+            &mut dx,
+            g(grads, lo.input_norm, h),
+            &dxn1,
+            x,
+            self.w(lo.input_norm, h),
+            &a.rstd1,
+            t,
+            h,
+        )?;
+        for (x, m) in dx.iter_mut().zip(&dmid) {
+            *x += m;
+        }
+        Ok((dx, dctx))
+    }
+
+    /// Backward from per-token `dlogp` (and optional `dentropy`), shaped like the forward's
+    /// outputs, **accumulating** parameter gradients into `grads` (`[layout.total]`).
+    pub fn backward(
+        &self,
+        acts: &Activations,
+        dlogp: &[Vec<f32>],
+        dentropy: Option<&[Vec<f32>]>,
+        grads: &mut [f32],
+    ) -> Result<()> {
+        let c = &self.config;
+        let (h, v, nl) = (c.hidden_size, c.vocab_size, c.num_layers);
+        if grads.len() != self.layout.total {
+            return Err(Error::InvalidInput(format!(
+                "gradient buffer has {} values, expected {}",
+                grads.len(),
+                self.layout.total
+            )));
+        }
+        let lens = acts.lengths();
+        let check = |name: &str, d: &[Vec<f32>]| -> Result<()> {
+            if d.len() != lens.len() {
+                return Err(Error::InvalidInput(format!(
+                    "{name}: {} sequences, forward had {}",
+                    d.len(),
+                    lens.len()
+                )));
+            }
+            for (i, (x, n)) in d.iter().zip(&lens).enumerate() {
+                if x.len() != *n {
+                    return Err(Error::InvalidInput(format!(
+                        "{name}: sequence {i} has {} values, expected {n}",
+                        x.len()
+                    )));
+                }
+            }
+            Ok(())
+        };
+        check("dlogp", dlogp)?;
+        if let Some(de) = dentropy {
+            check("dentropy", de)?;
+        }
+        let segs = &acts.segs;
+        // Loss head: fused lm_head/log-softmax backward, scattered to the segments' rows.
+        let mut dxf: Vec<Vec<f32>> = segs.iter().map(|s| vec![0.0; s.tokens.len() * h]).collect();
+        let lm_off = self.layout.lm_head;
+        for (j, job) in acts.jobs.iter().enumerate() {
+            let n = job.targets.len();
+            if n == 0 {
+                continue;
+            }
+            let hidden = self.gather_rows(&acts.acts, job);
+            let zeros;
+            let de: &[f32] = match dentropy {
+                Some(de) => &de[j],
+                None => {
+                    zeros = vec![0.0; n];
+                    &zeros
+                }
+            };
+            let mut dh = vec![0.0; n * h];
+            // lm_head is read from the weights while its gradient accumulates in `grads`.
+            logprob_bwd(
+                &mut dh,
+                g(grads, lm_off, v * h),
+                &dlogp[j],
+                de,
+                &hidden,
+                self.w(lm_off, v * h),
+                &job.targets,
+                &job.lse,
+                &job.entropy,
+                n,
+                h,
+                v,
+                acts.opts.vocab_chunk.clamp(1, v),
+            )?;
+            for (i, &(s, r)) in job.rows.iter().enumerate() {
+                for (a, b) in dxf[s][r * h..(r + 1) * h]
+                    .iter_mut()
+                    .zip(&dh[i * h..(i + 1) * h])
+                {
+                    *a += b;
+                }
+            }
+        }
+        // Final norm.
+        let mut dx: Vec<Vec<f32>> = Vec::with_capacity(segs.len());
+        for (si, s) in segs.iter().enumerate() {
+            let t = s.tokens.len();
+            let mut d = vec![0.0; t * h];
+            if t > 0 {
+                let sa = &acts.acts[si];
+                rmsnorm_bwd(
+                    &mut d,
+                    g(grads, self.layout.final_norm, h),
+                    &dxf[si],
+                    &sa.inputs[nl],
+                    self.w(self.layout.final_norm, h),
+                    &sa.rstd_f,
+                    t,
+                    h,
+                )?;
+            }
+            dx.push(d);
+        }
+        drop(dxf);
+        // Layers, last to first; within a layer, segments last to first (dependents first).
+        for l in (0..nl).rev() {
+            let recomputed: Vec<LayerActs>;
+            let layer: Vec<&LayerActs> = if acts.opts.recompute {
+                let mut v: Vec<LayerActs> = Vec::with_capacity(segs.len());
+                for (si, s) in segs.iter().enumerate() {
+                    let ctx = s.prefix.map(|p| (v[p].k.as_slice(), v[p].v.as_slice()));
+                    let (a, _) =
+                        self.layer_fwd(l, &acts.acts[si].inputs[l], s.tokens.len(), s.pos0, ctx)?;
+                    v.push(a);
+                }
+                recomputed = v;
+                recomputed.iter().collect()
+            } else {
+                acts.acts.iter().map(|a| &a.layers[l]).collect()
+            };
+            let mut extra: Vec<Option<(Vec<f32>, Vec<f32>)>> = vec![None; segs.len()];
+            for si in (0..segs.len()).rev() {
+                let s = &segs[si];
+                let ctx = s
+                    .prefix
+                    .map(|p| (layer[p].k.as_slice(), layer[p].v.as_slice()));
+                let (dxi, dctx) = self.layer_bwd(
+                    l,
+                    &acts.acts[si].inputs[l],
+                    layer[si],
+                    &dx[si],
+                    s.tokens.len(),
+                    s.pos0,
+                    ctx,
+                    extra[si].as_ref(),
+                    grads,
+                )?;
+                dx[si] = dxi;
+                if let (Some(p), Some((dk, dv))) = (s.prefix, dctx) {
+                    match &mut extra[p] {
+                        Some((ek, ev)) => {
+                            ek.iter_mut().zip(&dk).for_each(|(a, b)| *a += b);
+                            ev.iter_mut().zip(&dv).for_each(|(a, b)| *a += b);
+                        }
+                        slot @ None => *slot = Some((dk, dv)),
+                    }
+                }
+            }
+        }
+        for (si, s) in segs.iter().enumerate() {
+            if !s.tokens.is_empty() {
+                embedding_bwd(g(grads, self.layout.embed, v * h), &dx[si], &s.tokens, h)?;
+            }
+        }
+        Ok(())
+    }
+}

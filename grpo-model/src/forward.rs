@@ -1,0 +1,588 @@
+//! Teacher-forced forward: per-token log-probs and entropies of given completion tokens,
+//! saving what [`crate::backward`] needs (all activations, or only each layer's input when
+//! activation recomputation is on).
+//!
+//! Internally a batch is a list of *segments*: contiguous token spans at positions
+//! `pos0..pos0 + T` that attend causally to themselves and, optionally, to the keys/values of
+//! an earlier segment (their prefix). An ordinary sequence is one segment (prompt + completion
+//! minus its last token, which is only a target). A Prefix Grouper group is one prompt segment
+//! plus one segment per completion whose prefix is the prompt: the prompt is encoded once,
+//! and in backward its key/value gradients are accumulated over the group before its own
+//! backward runs once. Log-probs are computed by *jobs*: a list of (segment, row) hidden
+//! states and their target tokens, so a completion's first token (predicted from the prompt's
+//! last row) works in both layouts.
+
+use grpo_kernels::ops::attention::attention_fwd;
+use grpo_kernels::ops::embedding::embedding_fwd;
+use grpo_kernels::ops::gemm::matmul;
+use grpo_kernels::ops::logprob::logprob_fwd;
+use grpo_kernels::ops::rmsnorm::rmsnorm_fwd;
+use grpo_kernels::ops::rope::rope_fwd;
+use grpo_kernels::ops::swiglu::swiglu_fwd;
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+
+/// One sequence to score: prompt ids (at least one) and completion ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqInput<'a> {
+    /// Prompt token ids (non-empty).
+    pub prompt: &'a [u32],
+    /// Completion token ids: one log-prob and entropy each.
+    pub completion: &'a [u32],
+}
+
+/// A Prefix Grouper group: one prompt and the G completions sampled from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInput<'a> {
+    /// Shared prompt ids (non-empty), encoded once.
+    pub prompt: &'a [u32],
+    /// The completions.
+    pub completions: Vec<&'a [u32]>,
+}
+
+/// Forward options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardOptions {
+    /// Keep only each layer's input and recompute the layer in backward (less memory, about
+    /// one extra forward of compute).
+    pub recompute: bool,
+    /// Vocabulary rows per chunk of the fused log-prob (bounds the logits buffer).
+    pub vocab_chunk: usize,
+}
+
+impl Default for ForwardOptions {
+    fn default() -> Self {
+        ForwardOptions {
+            recompute: false,
+            vocab_chunk: 4096,
+        }
+    }
+}
+
+/// Per-token results, one vector per completion (in input order; groups flattened in order).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ForwardOutput {
+    /// `log p(completion[t] | prefix)` per completion token.
+    pub logprobs: Vec<Vec<f32>>,
+    /// Entropy (nats) of the predictive distribution at each completion token.
+    pub entropy: Vec<Vec<f32>>,
+}
+
+/// Saved activations of one layer for one segment of `T` tokens (shapes in comments).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LayerActs {
+    /// `[T]` input RMSNorm reciprocal std.
+    pub rstd1: Vec<f32>,
+    /// `[T, H]` normalised input.
+    pub xn1: Vec<f32>,
+    /// `[T, Hq·D]` q projection before QK-norm (Qwen3 only; empty otherwise).
+    pub q_pre: Vec<f32>,
+    /// `[T, Hkv·D]` k projection before QK-norm (Qwen3 only).
+    pub k_pre: Vec<f32>,
+    /// `[T·Hq]` / `[T·Hkv]` QK-norm reciprocal stds (Qwen3 only).
+    pub q_rstd: Vec<f32>,
+    /// See `q_rstd`.
+    pub k_rstd: Vec<f32>,
+    /// `[T, Hq, D]` queries after norm and RoPE.
+    pub q: Vec<f32>,
+    /// `[T, Hkv, D]` keys after norm and RoPE.
+    pub k: Vec<f32>,
+    /// `[T, Hkv, D]` values.
+    pub v: Vec<f32>,
+    /// `[T, Hq, D]` attention output (before o_proj).
+    pub att: Vec<f32>,
+    /// `[Hq, T]` attention log-sum-exp.
+    pub lse: Vec<f32>,
+    /// `[T, H]` residual stream after attention.
+    pub x_mid: Vec<f32>,
+    /// `[T]` post-attention RMSNorm reciprocal std.
+    pub rstd2: Vec<f32>,
+    /// `[T, H]` normalised MLP input.
+    pub xn2: Vec<f32>,
+    /// `[T, I]` gate projection.
+    pub gate: Vec<f32>,
+    /// `[T, I]` up projection.
+    pub up: Vec<f32>,
+    /// `[T, I]` silu(gate)·up.
+    pub act: Vec<f32>,
+}
+
+/// A contiguous token span (see the module doc).
+#[derive(Debug, Clone)]
+pub(crate) struct Segment {
+    /// `[T]` input ids.
+    pub tokens: Vec<u32>,
+    /// Position of the first token (= prefix length when there is a prefix).
+    pub pos0: usize,
+    /// Index of the segment whose keys/values precede this one.
+    pub prefix: Option<usize>,
+}
+
+/// Saved state of one segment.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SegActs {
+    /// `L + 1` residual-stream tensors `[T, H]`: input of each layer, then the last output.
+    pub inputs: Vec<Vec<f32>>,
+    /// Per-layer activations (empty when recomputing).
+    pub layers: Vec<LayerActs>,
+    /// `[T, H]` final-norm output.
+    pub xf: Vec<f32>,
+    /// `[T]` final-norm reciprocal std.
+    pub rstd_f: Vec<f32>,
+}
+
+/// Log-prob rows of one output sequence.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Job {
+    /// (segment, row) of each hidden state, one per target.
+    pub rows: Vec<(usize, usize)>,
+    /// `[n]` target ids.
+    pub targets: Vec<u32>,
+    /// `[n]` saved log-sum-exp of the logits.
+    pub lse: Vec<f32>,
+    /// `[n]` saved entropies.
+    pub entropy: Vec<f32>,
+}
+
+/// What [`Model::forward`] saves for [`Model::backward`].
+#[derive(Debug, Clone)]
+pub struct Activations {
+    pub(crate) segs: Vec<Segment>,
+    pub(crate) acts: Vec<SegActs>,
+    pub(crate) jobs: Vec<Job>,
+    pub(crate) opts: ForwardOptions,
+}
+
+impl Activations {
+    /// Number of completions (output sequences) covered.
+    pub fn num_sequences(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Number of completion tokens of each output sequence.
+    pub fn lengths(&self) -> Vec<usize> {
+        self.jobs.iter().map(|j| j.targets.len()).collect()
+    }
+
+    /// Number of token positions run through the layers (prompt tokens counted once per
+    /// segment that holds them): the compute the Prefix Grouper saves shows up here.
+    pub fn positions_computed(&self) -> usize {
+        self.segs.iter().map(|s| s.tokens.len()).sum()
+    }
+
+    /// Bytes of saved f32 activations.
+    pub fn saved_bytes(&self) -> usize {
+        let mut n = 0;
+        for a in &self.acts {
+            n += a.inputs.iter().map(Vec::len).sum::<usize>() + a.xf.len() + a.rstd_f.len();
+            for l in &a.layers {
+                n += [
+                    &l.rstd1, &l.xn1, &l.q_pre, &l.k_pre, &l.q_rstd, &l.k_rstd, &l.q, &l.k, &l.v,
+                    &l.att, &l.lse, &l.x_mid, &l.rstd2, &l.xn2, &l.gate, &l.up, &l.act,
+                ]
+                .iter()
+                .map(|v| v.len())
+                .sum::<usize>();
+            }
+        }
+        n * 4
+    }
+}
+
+/// `out [t, n] = x [t, k] · Wᵀ` with `w [n, k]` (HF Linear layout).
+pub(crate) fn linear(
+    out: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    t: usize,
+    k: usize,
+    n: usize,
+) -> Result<()> {
+    matmul(out, x, w, t, k, n, false, true, false)?;
+    Ok(())
+}
+
+fn add_bias(x: &mut [f32], b: &[f32]) {
+    for row in x.chunks_mut(b.len()) {
+        for (v, bb) in row.iter_mut().zip(b) {
+            *v += bb;
+        }
+    }
+}
+
+impl Model {
+    /// One decoder layer over `t` tokens at positions `pos0..`, attending to `ctx` (keys and
+    /// values `[pos0, Hkv·D]` of the preceding tokens) and to themselves. Returns the saved
+    /// activations and the layer output `[t, H]`.
+    pub(crate) fn layer_fwd(
+        &self,
+        l: usize,
+        x: &[f32],
+        t: usize,
+        pos0: usize,
+        ctx: Option<(&[f32], &[f32])>,
+    ) -> Result<(LayerActs, Vec<f32>)> {
+        let c = &self.config;
+        let (h, qd, kvd, inter) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
+        let (hq, hkv, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let lo = self.layout.layers[l];
+        let _span = tracing::trace_span!("layer_fwd", layer = l, tokens = t).entered();
+        if t == 0 {
+            return Ok((LayerActs::default(), vec![]));
+        }
+        let mut a = LayerActs {
+            rstd1: vec![0.0; t],
+            xn1: vec![0.0; t * h],
+            ..Default::default()
+        };
+        rmsnorm_fwd(
+            &mut a.xn1,
+            &mut a.rstd1,
+            x,
+            self.w(lo.input_norm, h),
+            t,
+            h,
+            c.rms_norm_eps,
+        )?;
+        let mut q = vec![0.0; t * qd];
+        let mut k = vec![0.0; t * kvd];
+        let mut v = vec![0.0; t * kvd];
+        linear(&mut q, &a.xn1, self.w(lo.q, qd * h), t, h, qd)?;
+        linear(&mut k, &a.xn1, self.w(lo.k, kvd * h), t, h, kvd)?;
+        linear(&mut v, &a.xn1, self.w(lo.v, kvd * h), t, h, kvd)?;
+        if let Some((bq, bk, bv)) = lo.qkv_bias {
+            add_bias(&mut q, self.w(bq, qd));
+            add_bias(&mut k, self.w(bk, kvd));
+            add_bias(&mut v, self.w(bv, kvd));
+        }
+        if let Some((qn, kn)) = lo.qk_norm {
+            a.q_rstd = vec![0.0; t * hq];
+            a.k_rstd = vec![0.0; t * hkv];
+            let mut qo = vec![0.0; t * qd];
+            let mut ko = vec![0.0; t * kvd];
+            rmsnorm_fwd(
+                &mut qo,
+                &mut a.q_rstd,
+                &q,
+                self.w(qn, d),
+                t * hq,
+                d,
+                c.rms_norm_eps,
+            )?;
+            rmsnorm_fwd(
+                &mut ko,
+                &mut a.k_rstd,
+                &k,
+                self.w(kn, d),
+                t * hkv,
+                d,
+                c.rms_norm_eps,
+            )?;
+            a.q_pre = std::mem::replace(&mut q, qo);
+            a.k_pre = std::mem::replace(&mut k, ko);
+        }
+        let positions: Vec<usize> = (pos0..pos0 + t).collect();
+        rope_fwd(&mut q, &positions, hq, d, &self.rope)?;
+        rope_fwd(&mut k, &positions, hkv, d, &self.rope)?;
+        a.att = vec![0.0; t * qd];
+        a.lse = vec![0.0; hq * t];
+        let scale = 1.0 / (d as f32).sqrt();
+        match ctx {
+            Some((ck, cv)) if pos0 > 0 => {
+                let kc = [ck, &k].concat();
+                let vc = [cv, &v].concat();
+                attention_fwd(
+                    &mut a.att,
+                    &mut a.lse,
+                    &q,
+                    &kc,
+                    &vc,
+                    t,
+                    pos0 + t,
+                    hq,
+                    hkv,
+                    d,
+                    pos0,
+                    scale,
+                )?;
+            }
+            _ => attention_fwd(
+                &mut a.att, &mut a.lse, &q, &k, &v, t, t, hq, hkv, d, 0, scale,
+            )?,
+        }
+        a.q = q;
+        a.k = k;
+        a.v = v;
+        let mut o = vec![0.0; t * h];
+        linear(&mut o, &a.att, self.w(lo.o, h * qd), t, qd, h)?;
+        a.x_mid = x.iter().zip(&o).map(|(x, o)| x + o).collect();
+        a.rstd2 = vec![0.0; t];
+        a.xn2 = vec![0.0; t * h];
+        rmsnorm_fwd(
+            &mut a.xn2,
+            &mut a.rstd2,
+            &a.x_mid,
+            self.w(lo.post_norm, h),
+            t,
+            h,
+            c.rms_norm_eps,
+        )?;
+        a.gate = vec![0.0; t * inter];
+        a.up = vec![0.0; t * inter];
+        a.act = vec![0.0; t * inter];
+        linear(&mut a.gate, &a.xn2, self.w(lo.gate, inter * h), t, h, inter)?;
+        linear(&mut a.up, &a.xn2, self.w(lo.up, inter * h), t, h, inter)?;
+        swiglu_fwd(&mut a.act, &a.gate, &a.up)?;
+        let mut out = vec![0.0; t * h];
+        linear(&mut out, &a.act, self.w(lo.down, h * inter), t, inter, h)?;
+        for (o, m) in out.iter_mut().zip(&a.x_mid) {
+            *o += m;
+        }
+        Ok((a, out))
+    }
+
+    /// Runs all segments through embedding, layers and final norm.
+    /// `save_inputs`: keep each layer's input; `save_layers`: keep every layer's activations.
+    pub(crate) fn run_segments(
+        &self,
+        segs: &[Segment],
+        save_inputs: bool,
+        save_layers: bool,
+    ) -> Result<Vec<SegActs>> {
+        let h = self.config.hidden_size;
+        let nl = self.config.num_layers;
+        let mut xs = Vec::with_capacity(segs.len());
+        for s in segs {
+            let mut x = vec![0.0; s.tokens.len() * h];
+            embedding_fwd(
+                &mut x,
+                self.w(self.layout.embed, self.config.vocab_size * h),
+                &s.tokens,
+                h,
+            )?;
+            xs.push(x);
+        }
+        let mut acts: Vec<SegActs> = (0..segs.len()).map(|_| SegActs::default()).collect();
+        for l in 0..nl {
+            let mut layer: Vec<LayerActs> = Vec::with_capacity(segs.len());
+            for (si, s) in segs.iter().enumerate() {
+                let ctx = s
+                    .prefix
+                    .map(|p| (layer[p].k.as_slice(), layer[p].v.as_slice()));
+                let (a, out) = self.layer_fwd(l, &xs[si], s.tokens.len(), s.pos0, ctx)?;
+                let x_in = std::mem::replace(&mut xs[si], out);
+                if save_inputs {
+                    acts[si].inputs.push(x_in);
+                }
+                layer.push(a);
+            }
+            if save_layers {
+                for (si, a) in layer.into_iter().enumerate() {
+                    acts[si].layers.push(a);
+                }
+            }
+        }
+        for (si, s) in segs.iter().enumerate() {
+            let t = s.tokens.len();
+            let mut xf = vec![0.0; t * h];
+            let mut rstd = vec![0.0; t];
+            rmsnorm_fwd(
+                &mut xf,
+                &mut rstd,
+                &xs[si],
+                self.w(self.layout.final_norm, h),
+                t,
+                h,
+                self.config.rms_norm_eps,
+            )?;
+            acts[si].xf = xf;
+            acts[si].rstd_f = rstd;
+            if save_inputs {
+                acts[si].inputs.push(std::mem::take(&mut xs[si]));
+            }
+        }
+        Ok(acts)
+    }
+
+    /// Gathers the hidden rows of `job` into `[n, H]`.
+    pub(crate) fn gather_rows(&self, acts: &[SegActs], job: &Job) -> Vec<f32> {
+        let h = self.config.hidden_size;
+        let mut out = Vec::with_capacity(job.rows.len() * h);
+        for &(s, r) in &job.rows {
+            out.extend_from_slice(&acts[s].xf[r * h..(r + 1) * h]);
+        }
+        out
+    }
+
+    fn run_jobs(&self, acts: &[SegActs], jobs: &mut [Job], chunk: usize) -> Result<ForwardOutput> {
+        let (h, v) = (self.config.hidden_size, self.config.vocab_size);
+        let lm_head = self.w(self.layout.lm_head, v * h);
+        let mut out = ForwardOutput::default();
+        for job in jobs.iter_mut() {
+            let n = job.targets.len();
+            let hidden = self.gather_rows(acts, job);
+            let mut logp = vec![0.0; n];
+            job.entropy = vec![0.0; n];
+            job.lse = vec![0.0; n];
+            if n > 0 {
+                logprob_fwd(
+                    &mut logp,
+                    &mut job.entropy,
+                    &mut job.lse,
+                    &hidden,
+                    lm_head,
+                    &job.targets,
+                    n,
+                    h,
+                    v,
+                    chunk.clamp(1, v),
+                )?;
+            }
+            out.logprobs.push(logp);
+            out.entropy.push(job.entropy.clone());
+        }
+        Ok(out)
+    }
+
+    fn plan_unshared(&self, batch: &[SeqInput<'_>]) -> Result<(Vec<Segment>, Vec<Job>)> {
+        let mut segs = Vec::with_capacity(batch.len());
+        let mut jobs = Vec::with_capacity(batch.len());
+        for (i, s) in batch.iter().enumerate() {
+            self.check_seq(i, s.prompt, s.completion)?;
+            let p = s.prompt.len();
+            let c = s.completion.len();
+            let mut tokens = s.prompt.to_vec();
+            if c > 1 {
+                tokens.extend_from_slice(&s.completion[..c - 1]);
+            }
+            jobs.push(Job {
+                rows: (0..c).map(|j| (i, p - 1 + j)).collect(),
+                targets: s.completion.to_vec(),
+                ..Default::default()
+            });
+            segs.push(Segment {
+                tokens,
+                pos0: 0,
+                prefix: None,
+            });
+        }
+        Ok((segs, jobs))
+    }
+
+    fn plan_grouped(&self, groups: &[GroupInput<'_>]) -> Result<(Vec<Segment>, Vec<Job>)> {
+        let mut segs = Vec::new();
+        let mut jobs = Vec::new();
+        let mut n = 0;
+        for g in groups {
+            let ps = segs.len();
+            let p = g.prompt.len();
+            for c in &g.completions {
+                self.check_seq(n, g.prompt, c)?;
+                n += 1;
+            }
+            if p == 0 {
+                return Err(Error::InvalidInput(format!(
+                    "group {}: empty prompt",
+                    jobs.len()
+                )));
+            }
+            segs.push(Segment {
+                tokens: g.prompt.to_vec(),
+                pos0: 0,
+                prefix: None,
+            });
+            for c in &g.completions {
+                let cs = segs.len();
+                let len = c.len();
+                let mut rows = Vec::with_capacity(len);
+                if len > 0 {
+                    rows.push((ps, p - 1));
+                }
+                rows.extend((1..len).map(|j| (cs, j - 1)));
+                jobs.push(Job {
+                    rows,
+                    targets: c.to_vec(),
+                    ..Default::default()
+                });
+                segs.push(Segment {
+                    tokens: if len > 1 {
+                        c[..len - 1].to_vec()
+                    } else {
+                        vec![]
+                    },
+                    pos0: p,
+                    prefix: Some(ps),
+                });
+            }
+        }
+        Ok((segs, jobs))
+    }
+
+    fn check_seq(&self, i: usize, prompt: &[u32], completion: &[u32]) -> Result<()> {
+        if prompt.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "sequence {i}: empty prompt (need at least one token, e.g. BOS)"
+            )));
+        }
+        let total = prompt.len() + completion.len();
+        self.check_tokens(&format!("sequence {i} prompt"), prompt, total)?;
+        self.check_tokens(&format!("sequence {i} completion"), completion, total)
+    }
+
+    fn forward_plan(
+        &self,
+        segs: Vec<Segment>,
+        mut jobs: Vec<Job>,
+        opts: ForwardOptions,
+    ) -> Result<(ForwardOutput, Activations)> {
+        let acts = self.run_segments(&segs, true, !opts.recompute)?;
+        let out = self.run_jobs(&acts, &mut jobs, opts.vocab_chunk)?;
+        Ok((
+            out,
+            Activations {
+                segs,
+                acts,
+                jobs,
+                opts,
+            },
+        ))
+    }
+
+    /// Teacher-forced forward over independent sequences, saving activations for
+    /// [`Model::backward`].
+    pub fn forward(
+        &self,
+        batch: &[SeqInput<'_>],
+        opts: ForwardOptions,
+    ) -> Result<(ForwardOutput, Activations)> {
+        let (segs, jobs) = self.plan_unshared(batch)?;
+        self.forward_plan(segs, jobs, opts)
+    }
+
+    /// Shared-prefix (Prefix Grouper) forward: each group's prompt is encoded once and its G
+    /// completions attend to that one encoding. Outputs are flattened group by group, in
+    /// order; equal (to rounding) to [`Model::forward`] on the unshared sequences.
+    pub fn forward_grouped(
+        &self,
+        groups: &[GroupInput<'_>],
+        opts: ForwardOptions,
+    ) -> Result<(ForwardOutput, Activations)> {
+        let (segs, jobs) = self.plan_grouped(groups)?;
+        self.forward_plan(segs, jobs, opts)
+    }
+
+    /// Log-probs and entropies only (no activations kept beyond one layer).
+    pub fn score(&self, batch: &[SeqInput<'_>]) -> Result<ForwardOutput> {
+        let (segs, mut jobs) = self.plan_unshared(batch)?;
+        let acts = self.run_segments(&segs, false, false)?;
+        self.run_jobs(&acts, &mut jobs, ForwardOptions::default().vocab_chunk)
+    }
+
+    /// [`Model::score`] with shared prompts.
+    pub fn score_grouped(&self, groups: &[GroupInput<'_>]) -> Result<ForwardOutput> {
+        let (segs, mut jobs) = self.plan_grouped(groups)?;
+        let acts = self.run_segments(&segs, false, false)?;
+        self.run_jobs(&acts, &mut jobs, ForwardOptions::default().vocab_chunk)
+    }
+}

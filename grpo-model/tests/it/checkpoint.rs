@@ -1,0 +1,1 @@
+//! Checkpoint round trips and bad-input errors that name the file/tensor.

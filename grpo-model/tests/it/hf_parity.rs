@@ -1,0 +1,208 @@
+//! Parity with transformers on the committed fixtures (`scripts/make_fixtures.py`): per-token
+//! log-probs and entropies within 2e-4 absolute, every parameter gradient within 1e-3
+//! relative (max |diff| over max |ref| per tensor), for every architecture, with and without
+//! activation recomputation, unshared and with the shared-prefix (Prefix Grouper) forward.
+
+use grpo_model::{ForwardOptions, GroupInput, Model, SeqInput};
+
+use crate::common::*;
+
+struct Case {
+    name: String,
+    model: Model,
+    prompts: Vec<Vec<u32>>,
+    completions: Vec<Vec<u32>>,
+    parity: serde_json::Value,
+}
+
+fn cases() -> Vec<Case> {
+    model_dirs()
+        .into_iter()
+        .map(|dir| {
+            let parity = read_json(&dir.join("parity.json"));
+            let seqs = parity["sequences"].as_array().unwrap();
+            Case {
+                name: dir.file_name().unwrap().to_string_lossy().into_owned(),
+                model: Model::load(&dir).unwrap(),
+                prompts: seqs.iter().map(|s| ids(&s["prompt_ids"])).collect(),
+                completions: seqs.iter().map(|s| ids(&s["completion_ids"])).collect(),
+                parity,
+            }
+        })
+        .collect()
+}
+
+fn check_outputs(
+    name: &str,
+    lp: &[Vec<f32>],
+    ent: &[Vec<f32>],
+    parity: &serde_json::Value,
+    order: &[usize],
+) {
+    let want_lp = floats2(&parity["logprobs"]);
+    let want_ent = floats2(&parity["entropy"]);
+    for (k, &i) in order.iter().enumerate() {
+        let d = max_abs_diff(&lp[k], &want_lp[i]);
+        assert!(d <= 2e-4, "{name}: sequence {i} log-probs differ by {d}");
+        let d = max_abs_diff(&ent[k], &want_ent[i]);
+        assert!(d <= 2e-4, "{name}: sequence {i} entropies differ by {d}");
+    }
+}
+
+fn check_grads(name: &str, model: &Model, grads: &[f32]) {
+    let dir = fixtures().join("models").join(name);
+    let want = read_tensors(&dir.join("grads.safetensors"));
+    assert_eq!(
+        want.len(),
+        model.layout.tensors.len(),
+        "{name}: gradient tensor count"
+    );
+    let mut worst = 0.0f32;
+    for (tname, w) in &want {
+        let got = model
+            .tensor(grads, tname)
+            .unwrap_or_else(|| panic!("{name}: no tensor {tname}"));
+        let scale = w.iter().fold(0.0f32, |m, x| m.max(x.abs())).max(1e-12);
+        let rel = max_abs_diff(got, w) / scale;
+        worst = worst.max(rel);
+        assert!(
+            rel <= 1e-3,
+            "{name}: gradient of {tname} differs by {rel} (relative)"
+        );
+    }
+    eprintln!("{name}: worst relative gradient error {worst:.2e}");
+}
+
+#[test]
+fn logprobs_entropies_and_gradients_match_transformers() {
+    for case in cases() {
+        let batch: Vec<SeqInput<'_>> = case
+            .prompts
+            .iter()
+            .zip(&case.completions)
+            .map(|(p, c)| SeqInput {
+                prompt: p,
+                completion: c,
+            })
+            .collect();
+        let order: Vec<usize> = (0..batch.len()).collect();
+        let dlogp = floats2(&case.parity["dlogp"]);
+        let dent = floats2(&case.parity["dentropy"]);
+        for recompute in [false, true] {
+            let opts = ForwardOptions {
+                recompute,
+                vocab_chunk: 24,
+            };
+            let (out, acts) = case.model.forward(&batch, opts).unwrap();
+            check_outputs(
+                &case.name,
+                &out.logprobs,
+                &out.entropy,
+                &case.parity,
+                &order,
+            );
+            let mut grads = case.model.zero_grads();
+            case.model
+                .backward(&acts, &dlogp, Some(&dent), &mut grads)
+                .unwrap();
+            check_grads(&case.name, &case.model, &grads);
+        }
+        let scored = case.model.score(&batch).unwrap();
+        check_outputs(
+            &case.name,
+            &scored.logprobs,
+            &scored.entropy,
+            &case.parity,
+            &order,
+        );
+    }
+}
+
+#[test]
+fn prefix_grouper_matches_unshared_and_transformers() {
+    for case in cases() {
+        // Sequences 0 and 3 share a prompt; 1 and 2 are groups of one.
+        assert_eq!(case.prompts[0], case.prompts[3]);
+        let groups = vec![
+            GroupInput {
+                prompt: &case.prompts[0],
+                completions: vec![&case.completions[0], &case.completions[3]],
+            },
+            GroupInput {
+                prompt: &case.prompts[1],
+                completions: vec![&case.completions[1]],
+            },
+            GroupInput {
+                prompt: &case.prompts[2],
+                completions: vec![&case.completions[2]],
+            },
+        ];
+        let order = [0, 3, 1, 2];
+        let dlogp_all = floats2(&case.parity["dlogp"]);
+        let dent_all = floats2(&case.parity["dentropy"]);
+        let dlogp: Vec<Vec<f32>> = order.iter().map(|&i| dlogp_all[i].clone()).collect();
+        let dent: Vec<Vec<f32>> = order.iter().map(|&i| dent_all[i].clone()).collect();
+        for recompute in [false, true] {
+            let (out, acts) = case
+                .model
+                .forward_grouped(
+                    &groups,
+                    ForwardOptions {
+                        recompute,
+                        vocab_chunk: 4096,
+                    },
+                )
+                .unwrap();
+            check_outputs(
+                &case.name,
+                &out.logprobs,
+                &out.entropy,
+                &case.parity,
+                &order,
+            );
+            let mut grads = case.model.zero_grads();
+            case.model
+                .backward(&acts, &dlogp, Some(&dent), &mut grads)
+                .unwrap();
+            check_grads(&case.name, &case.model, &grads);
+            // Against our own unshared path: equal to f32 rounding.
+            let batch: Vec<SeqInput<'_>> = order
+                .iter()
+                .map(|&i| SeqInput {
+                    prompt: &case.prompts[i],
+                    completion: &case.completions[i],
+                })
+                .collect();
+            let (ref_out, ref_acts) = case
+                .model
+                .forward(&batch, ForwardOptions::default())
+                .unwrap();
+            let mut ref_grads = case.model.zero_grads();
+            case.model
+                .backward(&ref_acts, &dlogp, Some(&dent), &mut ref_grads)
+                .unwrap();
+            for (a, b) in out.logprobs.iter().zip(&ref_out.logprobs) {
+                assert!(
+                    max_abs_diff(a, b) <= 1e-5,
+                    "{}: grouped vs unshared log-probs",
+                    case.name
+                );
+            }
+            let scale = ref_grads.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            assert!(
+                max_abs_diff(&grads, &ref_grads) <= 1e-5 * scale,
+                "{}: grouped vs unshared gradients",
+                case.name
+            );
+            assert!(acts.positions_computed() < ref_acts.positions_computed());
+        }
+        let scored = case.model.score_grouped(&groups).unwrap();
+        check_outputs(
+            &case.name,
+            &scored.logprobs,
+            &scored.entropy,
+            &case.parity,
+            &order,
+        );
+    }
+}
