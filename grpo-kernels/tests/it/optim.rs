@@ -81,14 +81,14 @@ fn adamw_matches_recorded_torch_values() {
         ],
     ];
     let want_m = [
-        -0.013899999670684338f32,
+        -0.013899999670684338f64,
         0.011300000362098217,
         -0.07569999247789383,
         -0.019991910085082054,
         -0.044899992644786835,
     ];
     let want_v = [
-        0.004851249977946281f32,
+        0.004851249977946281f64,
         0.004898750223219395,
         0.054061248898506165,
         0.38999998569488525,
@@ -109,11 +109,11 @@ fn adamw_matches_recorded_torch_values() {
     }
     for i in 0..5 {
         assert!(
-            (m[i] - want_m[i]).abs() <= 1e-7 * (1.0 + want_m[i].abs()),
+            (m[i] as f64 - want_m[i]).abs() <= 1e-7 * (1.0 + want_m[i].abs()),
             "m {i}"
         );
         assert!(
-            (v[i] - want_v[i]).abs() <= 1e-7 * (1.0 + want_v[i].abs()),
+            (v[i] as f64 - want_v[i]).abs() <= 1e-7 * (1.0 + want_v[i].abs()),
             "v {i}"
         );
     }
