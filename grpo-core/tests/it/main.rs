@@ -1,2 +1,5 @@
 //! Integration tests for grpo-core (one binary per crate).
+mod adv_properties;
+mod adv_support;
 mod compat_anchor;
+mod loss_props;
