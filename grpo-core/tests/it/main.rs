@@ -1,5 +1,4 @@
 //! Integration tests for grpo-core (one binary per crate).
-mod adv_properties;
-mod adv_support;
 mod compat_anchor;
-mod loss_props;
+mod compat_gradients;
+mod compat_quirks;
