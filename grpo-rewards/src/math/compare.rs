@@ -388,6 +388,12 @@ pub fn value_eq(g: &E, p: &E, cfg: &MathConfig) -> bool {
         }
         _ => {}
     }
+    if let (E::Set(a), other) | (other, E::Set(a)) = (g, p) {
+        if !other.is_structure() {
+            let expanded = expand_pm(other);
+            return expanded.len() > 1 && set_eq(a, &expanded, cfg);
+        }
+    }
     if g.is_structure() || p.is_structure() {
         return false;
     }
@@ -465,6 +471,14 @@ fn scalar_eq(g: &E, p: &E, cfg: &MathConfig) -> bool {
     }
     if gsyms == psyms {
         return sampled_eq(g, p, &gsyms, cfg);
+    }
+    // different symbol sets can still be the same function (`\sin^2 x + \cos^2 x` vs 1)
+    let mut all = gsyms.clone();
+    all.extend(psyms.iter().cloned());
+    all.sort();
+    all.dedup();
+    if sampled_eq(g, p, &all, cfg) {
+        return true;
     }
     if !cfg.strict && gsyms.len() == psyms.len() && gsyms.len() <= 4 {
         // try every renaming of the prediction's symbols

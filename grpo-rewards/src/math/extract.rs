@@ -73,6 +73,13 @@ fn boxed_starts(text: &str) -> Vec<usize> {
 
 static WORD: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?:^|[^\\a-zA-Z])([a-zA-Z]{2,})").expect("static regex"));
+static ENV_OR_TEXT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\\(?:begin|end|text|mbox|textbf|mathrm|mathbf|textnormal)\{[^}]*\}")
+        .expect("static regex")
+});
+static THOUSANDS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$|^-?\d+(?:\.\d+)?$").expect("static regex")
+});
 static SPACED_DIGITS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\d\s+\d").expect("static regex"));
 
@@ -81,7 +88,8 @@ fn looks_like_bare_math(s: &str) -> bool {
     if s.contains('$') || s.contains("\\(") || s.contains("\\[") || SPACED_DIGITS.is_match(s) {
         return false;
     }
-    WORD.captures_iter(s).all(|c| {
+    let s = ENV_OR_TEXT.replace_all(s, " ");
+    WORD.captures_iter(&s).all(|c| {
         c.get(1).is_some_and(|w| {
             matches!(
                 w.as_str(),
@@ -214,7 +222,13 @@ pub fn candidates(text: &str, targets: &[ExtractionTarget], boxed_priority: i32)
     };
     if let Some(c) = GSM8K.captures_iter(text).last() {
         if let Some(m) = c.get(1) {
-            push(0, m.end(), m.as_str().replace(',', ""));
+            let n = m.as_str().trim_end_matches([',', '.']);
+            let t = if THOUSANDS.is_match(n) {
+                n.replace(',', "")
+            } else {
+                n.replace(',', ".")
+            };
+            push(0, m.end(), t);
         }
     }
     let want_latex = targets.contains(&ExtractionTarget::Latex);

@@ -29,9 +29,11 @@ static UNIT_TAIL: LazyLock<Regex> = LazyLock::new(|| {
 pub fn normalize(s: &str) -> String {
     let mut t = s.trim().to_string();
     if t.contains("\\\\") && !t.contains("\\begin") {
-        // double-escaped commands (`\\frac`) from JSON-in-JSON sources
+        // double-escaped commands (`\\\\frac`) from JSON-in-JSON sources
         t = DOUBLE_ESC.replace_all(&t, "\\$1").into_owned();
     }
+    // protect row separators `\\\\` from the `\\ ` (spacing) rule below
+    let mut t = t.replace("\\\\", "\u{1}");
     for (a, b) in [
         (",\\! ", ","),
         (",\\!", ","),
@@ -104,7 +106,7 @@ pub fn normalize(s: &str) -> String {
         t = head.to_string();
     }
     let t = t.trim().trim_end_matches(['.', ',', ';']).trim();
-    t.to_string()
+    t.replace('\u{1}', "\\\\")
 }
 
 #[derive(Debug, Clone, PartialEq)]

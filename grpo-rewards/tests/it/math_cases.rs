@@ -85,3 +85,229 @@ fn math_verify_table() {
         known.len()
     );
 }
+
+#[test]
+fn gsm8k_answers() {
+    let cfg = MathConfig::default();
+    let mut n = 0;
+    for line in include_str!("../data/gsm8k_cases.jsonl").lines().skip(1) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let gold = v["gold"].as_str().unwrap();
+        let pred = v["pred"].as_str().unwrap();
+        let got = verify(gold, pred, &cfg).unwrap();
+        assert_eq!(
+            got.correct,
+            v["expected"].as_bool().unwrap(),
+            "gold {gold}: {got:?}\n{pred}"
+        );
+        n += 1;
+    }
+    assert_eq!(n, 240);
+}
+
+/// Our own cases for every feature the issue lists (gold, prediction, expected).
+const OWN: &[(&str, &str, bool)] = &[
+    // extraction
+    ("5", "first \\boxed{3}, finally \\boxed{5}", true),
+    ("\\frac{1}{2}", "so $\\boxed{\\frac{1}{2}}$ done", true),
+    ("x^{2}", "\\boxed{x^{2}}", true),
+    ("7", "\\fbox{7}", true),
+    ("12", "The answer is 12.", true),
+    ("12", "The answer is: $12$", true),
+    ("18", "She makes 9 * 2 = 18 dollars.\n#### 18", true),
+    ("18", "#### 1,8", false),
+    ("1000", "#### 1,000", true),
+    ("42", "no number here", false),
+    (
+        "\\boxed{4}",
+        "The final answer is $4$. I hope it is correct.",
+        true,
+    ),
+    // numbers
+    ("-5", "$-5$", true),
+    ("1234567", "$1,234,567$", true),
+    ("0.5", "$\\frac{1}{2}$", true),
+    ("0.5", "$\\frac12$", true),
+    ("\\frac{2}{4}", "$\\frac{1}{2}$", true),
+    ("\\frac{3}{4}", "$3/4$", true),
+    ("\\frac{3}{4}", "$0.75$", true),
+    ("\\frac{3}{4}", "$0.7$", false),
+    ("2\\frac{1}{2}", "$2.5$", true),
+    ("2\\frac{1}{2}", "$\\frac{5}{2}$", true),
+    ("1500", "$1.5 \\times 10^{3}$", true),
+    ("1500", "$1.5e3$", true),
+    ("0.001", "$10^{-3}$", true),
+    ("-3", "$-(3)$", true),
+    ("3", "$-3$", false),
+    ("\\frac{1}{3}", "$0.333333$", true),
+    ("\\frac{1}{3}", "$0.333$", false),
+    // issue #14: tiny exact values are not equal
+    ("\\frac{1}{2^{99}}", "$\\frac{1}{2^{98}}$", false),
+    ("\\frac{1}{2004!}", "$\\frac{1}{2006!}$", false),
+    // roots, pi, symbolic
+    ("2\\sqrt{2}", "$\\sqrt{8}$", true),
+    ("\\sqrt{12}", "$2\\sqrt{3}$", true),
+    ("\\sqrt{2}", "$1.414214$", true),
+    ("\\sqrt[3]{8}", "$2$", true),
+    ("\\frac{\\pi}{2}", "$\\frac{1}{2}\\pi$", true),
+    ("2\\pi", "$6.283185$", true),
+    ("\\pi", "$3.14$", false),
+    ("x+1", "$1+x$", true),
+    ("(r+5)^2", "$(r+5)(r+5)$", true),
+    ("x^2-1", "$(x-1)(x+1)$", true),
+    ("x^2+1", "$(x+1)^2$", false),
+    ("\\frac{x+2}{7}", "$\\frac{x}{7}+\\frac{2}{7}$", true),
+    ("\\sin^2 x + \\cos^2 x", "$1$", true),
+    ("\\tan^2 y + 1", "$\\sec^2 y$", true),
+    ("2\\sin b \\cos a", "$\\sin(a+b) - \\sin(a-b)$", true),
+    ("e^{2}", "$\\exp(2)$", false),
+    ("\\ln 8", "$3\\ln 2$", true),
+    ("\\binom{5}{2}", "$10$", true),
+    ("5!", "$120$", true),
+    ("|-3|", "$3$", true),
+    // percent, units, text, spacing
+    ("28\\%", "$28\\%$", true),
+    ("28\\%", "$0.28$", true),
+    ("28\\%", "$28$", true),
+    ("0.28", "$28$", false),
+    ("90^\\circ", "$90$", true),
+    ("90", "$90^{\\circ}$", true),
+    ("15", "$15 \\text{ cm}^2$", true),
+    ("125", "$125\\mbox{ miles}$", true),
+    ("\\text{Evelyn}", "$\\boxed{\\text{Evelyn}}$", true),
+    ("\\text{Evelyn}", "$\\boxed{\\text{Briana}}$", false),
+    ("\\text{13}", "$13$", true),
+    ("10", "$1\\,0$", false),
+    ("\\frac{1}{3}", "$\\left( \\frac{1}{3} \\right)$", true),
+    ("\\frac{1}{3}", "$\\dfrac{1}{3}$", true),
+    ("\\frac{1}{3}", "$\\displaystyle \\frac{1}{3}$", true),
+    ("50", "$\\$50$", true),
+    // intervals, sets, tuples, matrices
+    ("[0,1)", "$[0,1)$", true),
+    ("[0,1)", "$[0,1]$", false),
+    ("(0,1]", "$(0,1]$", true),
+    ("(-\\infty, 3]", "$(-\\infty,3]$", true),
+    ("(-\\infty, 3]", "$(-\\infty,3)$", false),
+    ("[1,2] \\cup [3,4]", "$[3,4] \\cup [1,2]$", true),
+    ("\\{1,2,3\\}", "$\\{3,2,1\\}$", true),
+    ("\\{1,2,3\\}", "$\\{1,2\\}$", false),
+    ("1,2,3", "$3, 2, 1$", true),
+    ("(1,2,3)", "$(1,2,3)$", true),
+    ("(1,2,3)", "$(3,2,1)$", false),
+    ("(2,1)", "$(2,1)$", true),
+    ("(1,2)", "$(2,1)$", false),
+    ("(1,2)", "$\\{1,2\\}$", false),
+    ("1 \\pm \\sqrt{2}", "$\\{1+\\sqrt{2}, 1-\\sqrt{2}\\}$", true),
+    (
+        "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}",
+        "$\\begin{bmatrix} 1 & 2 \\\\ 3 & 4 \\end{bmatrix}$",
+        true,
+    ),
+    (
+        "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}",
+        "$\\begin{pmatrix} 1 & 3 \\\\ 2 & 4 \\end{pmatrix}$",
+        false,
+    ),
+    (
+        "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}",
+        "$\\begin{pmatrix} 1 \\\\ 2 \\\\ 3 \\end{pmatrix}$",
+        false,
+    ),
+    (
+        "\\begin{pmatrix} \\frac{1}{2} \\\\ 2 \\end{pmatrix}",
+        "$\\begin{pmatrix} 0.5 \\\\ 2 \\end{pmatrix}$",
+        true,
+    ),
+    // relations
+    ("x = 3", "$3$", true),
+    ("3", "$x = 3$", true),
+    ("3", "$x = 1 + 2 = 3$", true),
+    ("y = 2x + 1", "$y = 1 + 2x$", true),
+    ("y = 2x + 1", "$2y = 4x + 2$", true),
+    ("y = 2x + 1", "$y = 2x - 1$", false),
+    ("x < 3", "$3 > x$", true),
+    ("x < 3", "$x \\le 3$", false),
+    ("x \\ge 2", "$[2, \\infty)$", true),
+    ("[2, \\infty)", "$x \\ge 2$", false),
+    ("-1 < x < 4", "$(-1, 4)$", true),
+    ("3x+4y+14=0", "$3x-y+13=0$", false),
+    ("2x+4y-3=0", "$y = -\\frac{x}{2} + \\frac{3}{4}$", true),
+    // budgets: must terminate quickly and not be equal
+    ("5^{5^{5^{5^5}}}", "$5^{5^{5^{5^4}}}$", false),
+    ("4\\sqrt{2}", "$4\\sqrt(2)$", true),
+];
+
+#[test]
+fn own_cases() {
+    let cfg = MathConfig::default();
+    let mut bad = Vec::new();
+    for (gold, pred, expected) in OWN {
+        let got = verify(gold, pred, &cfg).map(|v| v.correct);
+        if got.as_ref().ok() != Some(expected) {
+            bad.push(format!(
+                "gold={gold:?} pred={pred:?} expected={expected} got={got:?}"
+            ));
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+#[test]
+fn options_change_verdicts() {
+    let mut cfg = MathConfig::default();
+    assert!(!verify("f(x)", "$f(y)$", &cfg).unwrap().correct);
+    cfg.strict = false;
+    assert!(verify("f(x)", "$f(y)$", &cfg).unwrap().correct);
+    let mut cfg = MathConfig::default();
+    assert!(!verify("[2, \\infty)", "$x \\ge 2$", &cfg).unwrap().correct);
+    cfg.allow_set_relation_comp = true;
+    assert!(verify("[2, \\infty)", "$x \\ge 2$", &cfg).unwrap().correct);
+    let mut cfg = MathConfig::default();
+    cfg.float_rounding = 3;
+    assert!(verify("\\frac{1}{3}", "$0.333$", &cfg).unwrap().correct);
+    let mut cfg = MathConfig::default();
+    cfg.percent_accepts_bare = false;
+    assert!(!verify("28\\%", "$28$", &cfg).unwrap().correct);
+    // boxed priority: with Math-Verify's default 50, an "answer:" span wins over the box
+    let mut cfg = MathConfig::default();
+    let text =
+        "Answer: $3$. More words here push the box away from the answer word, far away: \\boxed{4}";
+    assert_eq!(
+        verify("4", text, &cfg).unwrap().extracted.as_deref(),
+        Some("4")
+    );
+    cfg.boxed_match_priority = 150;
+    assert_eq!(
+        verify("4", text, &cfg).unwrap().extracted.as_deref(),
+        Some("3")
+    );
+    // letters
+    let cfg = MathConfig {
+        gold_extraction: vec![ExtractionTarget::Letters],
+        pred_extraction: vec![ExtractionTarget::Letters],
+        ..MathConfig::default()
+    };
+    assert!(verify("B", "The answer is (B).", &cfg).unwrap().correct);
+    assert!(!verify("B", "The answer is (C).", &cfg).unwrap().correct);
+    // bad gold is an error, bad prediction a verdict
+    assert!(verify("", "1", &MathConfig::default()).is_err());
+    let v = verify("1", "", &MathConfig::default()).unwrap();
+    assert!(!v.correct && v.extracted.is_none());
+}
+
+#[test]
+fn json_entry_point() {
+    let out = grpo_rewards::math::verify_json(&serde_json::json!({
+        "gold": "\\frac{1}{3}", "pred": "$0.333$", "options": {"float_rounding": 3}
+    }))
+    .unwrap();
+    assert_eq!(out["correct"], true);
+    assert_eq!(out["reward"], 1.0);
+    assert_eq!(out["extracted"], "0.333");
+    assert!(
+        grpo_rewards::math::verify_json(
+            &serde_json::json!({"gold": "1", "pred": "1", "options": {"nope": 1}})
+        )
+        .is_err()
+    );
+}
