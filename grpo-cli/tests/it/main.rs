@@ -1,1 +1,2 @@
 //! Integration tests for grpo-cli (one binary per crate).
+mod estimators;
