@@ -1,0 +1,106 @@
+//! Sandbox benchmark: start-to-exit time of a trivial Python program in the full sandbox
+//! (sequential), the same for a bare `python3 -I -S -B` without sandbox (baseline), and
+//! throughput of trivial programs on a pool of 2 concurrent sandboxes.
+//!
+//! Run: `cargo bench -p grpo-rewards --bench sandbox` (`SANDBOX_BENCH_N` sets the count).
+//! Goals (issue 6): overhead <= 15 ms per trivial program, >= 100 programs/s on 2 cores.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use grpo_rewards::code::sandbox::{self, Exit, RunSpec};
+use grpo_rewards::code::{SandboxConfig, TestCase, verify};
+
+fn main() {
+    let n: u32 = std::env::var("SANDBOX_BENCH_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100);
+    let mut cfg = SandboxConfig::detect().expect("python3");
+    // Optional: leave layers out to see what each costs, e.g. SANDBOX_BENCH_DISABLE=net_ns.
+    if let Ok(d) = std::env::var("SANDBOX_BENCH_DISABLE") {
+        cfg.disabled_layers = d
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+    }
+    let spec = RunSpec {
+        files: vec![("main.py".into(), b"pass\n".to_vec())],
+        entry: "main.py".into(),
+        args: Vec::new(),
+        stdin: Vec::new(),
+    };
+    for _ in 0..3 {
+        let _ = sandbox::run(&cfg, 1, &spec);
+    }
+
+    // Baseline: the interpreter alone.
+    let t = Instant::now();
+    for _ in 0..n {
+        let st = Command::new(&cfg.python)
+            .args(["-I", "-S", "-B", "-c", "pass"])
+            .status()
+            .expect("python3");
+        assert!(st.success());
+    }
+    let bare = t.elapsed() / n;
+
+    // Sandbox, sequential.
+    let t = Instant::now();
+    let mut setup = Duration::ZERO;
+    for _ in 0..n {
+        let o = sandbox::run(&cfg, 1, &spec).expect("sandbox run");
+        assert_eq!(o.exit, Exit::Code(0), "{o:?}");
+        setup += o.setup_time.unwrap_or_default();
+    }
+    let sandboxed = t.elapsed() / n;
+    let setup = setup / n;
+
+    // Throughput on 2 slots, through the whole verifier (harness + stdio comparison).
+    let tests: Vec<TestCase> = (0..n)
+        .map(|_| TestCase::Stdio {
+            stdin: String::new(),
+            stdout: "ok\n".into(),
+        })
+        .collect();
+    let opts = grpo_rewards::code::CodeOptions {
+        max_parallel: 2,
+        timeout_s: 5.0,
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let v = verify(&cfg, "print('ok')\n", &[], &tests, &opts).expect("verify");
+    let el = t.elapsed();
+    assert_eq!(
+        v.passed as u32,
+        n,
+        "{:?}",
+        v.tests
+            .iter()
+            .find(|t| t.status != grpo_rewards::code::Status::Pass)
+    );
+    let per_s = f64::from(n) / el.as_secs_f64();
+
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "python3 -I -S -B (no sandbox):   {:8.2} ms/program",
+        ms(bare)
+    );
+    println!(
+        "sandboxed trivial program:       {:8.2} ms/program",
+        ms(sandboxed)
+    );
+    println!(
+        "  of which spawn -> ready to exec: {:8.2} ms/program",
+        ms(setup)
+    );
+    println!(
+        "sandbox overhead:                {:8.2} ms/program (goal <= 15)",
+        ms(sandboxed) - ms(bare)
+    );
+    println!(
+        "verifier throughput, 2 slots:    {:8.1} programs/s (goal >= 100)",
+        per_s
+    );
+}
