@@ -21,8 +21,11 @@
 //!
 //! Errors are [`CoreError::InvalidField`] naming the field (`fn`, `params`,
 //! `inputs.<name>`); errors of the computation are mapped to the input they name.
-//! Native (non-anchor) registry names are recognised but not evaluable here yet:
-//! they return an error saying so.
+//! Native registry names are accepted too: an advantage estimator or policy
+//! loss (`fn = "grpo"`, `"ppo_clip"`, ...) gets `params` deserialised into its
+//! serde-tagged config with `type = fn` (see `native_advantage` / `native_loss`
+//! below for the inputs each reads); other native kinds (filters, samplers,
+//! KL controllers) are not evaluable here and return an error saying so.
 
 use std::collections::BTreeSet;
 
@@ -30,8 +33,15 @@ use ndarray::Array2;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
 use super::{trl, verl};
+use crate::advantage::AdvantageConfig;
+use crate::batch::ScoredBatch;
 use crate::error::{CoreError, Result};
+use crate::loss::{LossConfig, LossInputs};
+use crate::registry::Kind;
 
 /// Descriptive keys allowed (and ignored) at the top level and in `params`.
 const DESCRIPTIVE: [&str; 2] = ["case", "note"];
@@ -277,6 +287,16 @@ impl Inputs {
             ));
         }
         Ok(m.rows().into_iter().map(|r| (r[0], r[1])).collect())
+    }
+
+    /// Optional `seed` (non-negative integer, default 0) for estimators that draw random numbers.
+    fn seed(&mut self) -> Result<u64> {
+        match self.key("seed")? {
+            None => Ok(0),
+            Some(k) => self.map[&k]
+                .as_u64()
+                .ok_or_else(|| field("inputs.seed", "expected a non-negative integer")),
+        }
     }
 
     /// Errors on inputs the function did not read.
@@ -565,10 +585,12 @@ fn dispatch(name: &str, p: Map<String, Value>, inp: &mut Inputs) -> Result<Value
             Ok(Value::Object(m))
         }
         other => match crate::registry::find(other) {
+            Some(e) if e.kind == Kind::Advantage => native_advantage(e.name, p, inp),
+            Some(e) if e.kind == Kind::Loss => native_loss(e.name, p, inp),
             Some(e) => Err(field(
                 "fn",
                 format!(
-                    "`{}` is a native {:?} item; `eval` does not evaluate native items yet, use an anchor name",
+                    "`{}` is a native {:?} item; `eval` evaluates anchor functions, advantage estimators and policy losses",
                     e.name, e.kind
                 ),
             )),
@@ -578,6 +600,135 @@ fn dispatch(name: &str, p: Map<String, Value>, inp: &mut Inputs) -> Result<Value
             )),
         },
     }
+}
+
+/// `params` plus `"type": name`, deserialised into a native serde-tagged config.
+fn native_config<T: DeserializeOwned>(name: &str, mut p: Map<String, Value>) -> Result<T> {
+    for k in DESCRIPTIVE {
+        p.remove(k);
+    }
+    match p.get("type") {
+        Some(Value::String(t)) if t == name => {}
+        Some(v) => {
+            return Err(field(
+                "params.type",
+                format!("`{v}` disagrees with fn `{name}`"),
+            ));
+        }
+        None => {
+            p.insert("type".into(), Value::String(name.into()));
+        }
+    }
+    serde_json::from_value(Value::Object(p)).map_err(|e| field("params", e.to_string()))
+}
+
+/// Dense group numbers (first-appearance order) from text group ids.
+fn dense_groups(keys: &[String]) -> Vec<usize> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    keys.iter()
+        .map(|k| {
+            let n = seen.len();
+            *seen.entry(k.as_str()).or_insert(n)
+        })
+        .collect()
+}
+
+/// A native advantage estimator (`crate::advantage`): inputs `token_level_rewards`
+/// (or `rewards`), `response_mask`, `index`, optional `old_log_prob`,
+/// `reward_baselines`, `values`, `sum_sq_prob`, `seed` (RNG seed, default 0).
+/// Outputs `advantages`, `returns`, `metrics`.
+fn native_advantage(name: &str, p: Map<String, Value>, inp: &mut Inputs) -> Result<Value> {
+    let cfg: AdvantageConfig = native_config(name, p)?;
+    let mask = inp.mat("response_mask")?;
+    let r = inp.rewards(&mask)?;
+    let ids = dense_groups(&inp.index()?);
+    let reward = ndarray::Array1::from(super::row_sums(&r.view()));
+    let mut batch = ScoredBatch::new(mask, ids, reward)?.with_token_rewards(r)?;
+    if let Some(lp) = inp.opt_mat("old_log_prob")? {
+        batch = batch.with_old_log_prob(lp)?;
+    }
+    if let Some(s) = inp.opt_mat("sum_sq_prob")? {
+        batch = batch.with_sum_sq_prob(s)?;
+    }
+    if let Some(v) = inp.opt_mat("values")? {
+        batch = batch.with_values(v)?;
+    }
+    if inp.key("reward_baselines")?.is_some() {
+        batch =
+            batch.with_baseline_reward(ndarray::Array1::from(inp.vector("reward_baselines")?))?;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(inp.seed()?);
+    let out = crate::advantage::compute(&cfg, &batch, &mut rng)?;
+    Ok(json!({
+        "advantages": mat_json(&out.advantages),
+        "returns": mat_json(&out.returns),
+        "metrics": out.metrics,
+    }))
+}
+
+/// A native policy loss (`crate::loss`): inputs `log_prob`, `old_log_prob` (default:
+/// `log_prob`), `response_mask`, `advantages` (`[B]` broadcast over the row, or `[B,T]`),
+/// optional `ref_log_prob`, `rollout_log_prob`, `entropy`, `index`, `rewards` `[B]`,
+/// `scores` `[B]`, `seed`. Outputs `loss`, `grad_log_prob`, `grad_entropy` (when the
+/// loss uses entropy), `metrics`.
+fn native_loss(name: &str, p: Map<String, Value>, inp: &mut Inputs) -> Result<Value> {
+    let cfg: LossConfig = native_config(name, p)?;
+    let mask = inp.mat("response_mask")?;
+    let lp = inp.mat("log_prob")?;
+    let old = inp.opt_mat("old_log_prob")?.unwrap_or_else(|| lp.clone());
+    let adv = inp
+        .vec_or_mat("advantages")?
+        .ok_or_else(|| field("inputs.advantages", "missing"))?;
+    let adv = if adv.ncols() == 1 && mask.ncols() != 1 && adv.nrows() == mask.nrows() {
+        Array2::from_shape_fn(mask.dim(), |(i, _)| adv[[i, 0]])
+    } else {
+        adv
+    };
+    let rf = inp.opt_mat("ref_log_prob")?;
+    let ro = inp.opt_mat("rollout_log_prob")?;
+    let ent = inp.opt_mat("entropy")?;
+    let ids = match inp.key("index")? {
+        Some(_) => Some(dense_groups(&inp.index()?)),
+        None => None,
+    };
+    let rewards = match inp.key("token_level_rewards")? {
+        Some(_) => Some(ndarray::Array1::from(inp.vector("token_level_rewards")?)),
+        None => None,
+    };
+    let scores = match inp.key("scores")? {
+        Some(_) => Some(ndarray::Array1::from(inp.vector("scores")?)),
+        None => None,
+    };
+    let mut x = LossInputs::new(lp.view(), old.view(), mask.view(), adv.view());
+    if let Some(a) = &rf {
+        x = x.with_ref_log_prob(a.view());
+    }
+    if let Some(a) = &ro {
+        x = x.with_rollout_log_prob(a.view());
+    }
+    if let Some(a) = &ent {
+        x = x.with_entropy(a.view());
+    }
+    if let Some(a) = &ids {
+        x = x.with_index(a);
+    }
+    if let Some(a) = &rewards {
+        x = x.with_rewards(a.view());
+    }
+    if let Some(a) = &scores {
+        x = x.with_scores(a.view());
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(inp.seed()?);
+    let out = cfg.compute(&x, &mut rng)?;
+    let mut m = Map::new();
+    m.insert("loss".into(), json!(out.loss));
+    m.insert("grad_log_prob".into(), mat_json(&out.grad_logp));
+    if let Some(g) = &out.grad_entropy {
+        m.insert("grad_entropy".into(), mat_json(g));
+    }
+    let metrics = serde_json::to_value(&out.metrics).map_err(|e| field("fn", e.to_string()))?;
+    m.insert("metrics".into(), metrics);
+    Ok(Value::Object(m))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 //! Integration tests for grpo-core (one binary per crate).
 mod compat_anchor;
 mod compat_gradients;
+mod compat_native;
 mod compat_quirks;
