@@ -106,23 +106,30 @@ pub fn bnpo_rows(
         rt.push(v);
     }
     let groups = batch.groups();
+    // sums in sorted order so that the fit is exactly invariant to row and group order
+    let sorted_mean = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        crate::stats::mean(&v)
+    };
     let p: Vec<f64> = groups
         .iter()
         .map(|(_, rows)| {
             if rows.len() == 1 {
                 0.0
             } else {
-                rows.iter().map(|&i| rt[i]).sum::<f64>() / rows.len() as f64
+                sorted_mean(rows.iter().map(|&i| rt[i]).collect())
             }
         })
         .collect();
     let (pbar, v) = if p.len() == 1 {
         (0.0, 1.0)
     } else {
-        (
-            crate::stats::mean(&p),
-            crate::stats::std_unbiased(&p).unwrap_or(0.0).powi(2),
-        )
+        let mut ps = p.clone();
+        ps.sort_by(f64::total_cmp);
+        let m = crate::stats::mean(&ps);
+        let mut dev: Vec<f64> = ps.iter().map(|x| (x - m) * (x - m)).collect();
+        dev.sort_by(f64::total_cmp);
+        (m, dev.iter().sum::<f64>() / (ps.len() - 1) as f64)
     };
     let (alpha, beta, degenerate) = if v > 0.0 {
         let cc = pbar * (1.0 - pbar) / v - 1.0;

@@ -1,4 +1,6 @@
 //! Integration tests for grpo-core (one binary per crate).
+mod adv_properties;
+mod adv_support;
 mod compat_anchor;
 mod compat_gradients;
 mod compat_native;
