@@ -19,6 +19,17 @@
 //!   aliases (`per_token_logps` for `log_prob`, `completion_mask` for
 //!   `response_mask`, ...). Unknown inputs are an error.
 //!
+//! ```
+//! use grpo_core::compat::eval::eval_str;
+//! let out = eval_str(
+//!     r#"{"fn": "verl.compute_rloo_vectorized_outcome_advantage",
+//!         "inputs": {"rewards": [1, 0, 5], "response_mask": [[1], [1], [1]], "index": ["a", "a", "b"]}}"#,
+//! )
+//! .unwrap();
+//! // leave-one-out within group "a"; verl's vectorised RLOO gives a singleton 0
+//! assert_eq!(out["outputs"]["advantages"], serde_json::json!([[1.0], [-1.0], [0.0]]));
+//! ```
+//!
 //! Errors are [`CoreError::InvalidField`] naming the field (`fn`, `params`,
 //! `inputs.<name>`); errors of the computation are mapped to the input they name.
 //! Native registry names are accepted too: an advantage estimator or policy

@@ -28,24 +28,24 @@
 //!
 //! The functions here reproduce the anchors, warts included. The native
 //! registry items (`crate::advantage`, `crate::loss`, `crate::kl`) follow
-//! `algorithms.md`'s edge-case policy instead:
+//! `algorithms.md`'s edge-case policy instead; `eval` accepts both kinds of
+//! name, so the difference can be seen on the same tensors.
 //!
-//! | anchor behaviour reproduced here | native item |
+//! | anchor (reproduced here) | native item |
 //! |---|---|
-//! | `verl.compute_grpo_outcome_advantage`: singleton group ⇒ `μ=0, σ=1`, `A = R/(1+ε)` | singleton groups are a named error or give the documented value (0) |
-//! | `verl.compute_grpo_vectorized_outcome_advantage`: group stats in `f32`, `σ = sqrt(max(var, ε))` | `f64`, plain unbiased std |
-//! | `verl.compute_rloo_outcome_advantage`: singleton keeps `A = R` | singleton ⇒ 0 (as `rloo_vectorized`) |
-//! | `verl.compute_gpg_outcome_advantage`: `α = B / #nonzero(R)` over the whole batch, `alpha` argument ignored | same α, documented |
-//! | `verl.agg_loss` `seq-mean-token-sum-norm` without `loss_scale_factor` divides by the padded width `T` | the normaliser must be given explicitly |
-//! | `verl.agg_loss` `token-mean` / seq modes on an all-masked batch: 0/0 = NaN | loss 0, gradient 0 |
-//! | `verl.compute_policy_loss_gspo` / `_sapo`: `loss_agg_mode` ignored, always `seq-mean-token-mean` | aggregation is a free choice |
-//! | `verl.compute_policy_loss_geo_mean`: `loss_agg_mode` ignored, plain mean over all `B` rows | same, documented |
-//! | `verl.compute_policy_loss_kl_cov`: `ppo_kl_coef` falls back to 1.0 when unset (actor.yaml says 0.1); `ppo_kl` metric is the mean of abs log-ratio; top-k ties are broken by torch's unspecified order | ties broken by lowest flat index (here too) |
-//! | `verl.kl_penalty` with a `+` name (`k3+` …) raises `NotImplementedError` at verl @ b178a3cd | here and natively: the documented intent (base value, k2 gradient) |
-//! | `verl.kl_penalty` `low_var_kl`: `−u` clamped to ±20, result clamped to ±10 | same clamps |
-//! | `trl.grpo_loss` `dr_grpo`: divides by `B·max_completion_length` | Dr.GRPO constant normaliser given explicitly |
-//! | `trl.grpo_loss` `dapo`/`cispo`/`vespo`: `num_items_in_batch/num_processes · GA/steps_per_generation` (1.16; 1.10-dev lacks `GA/S`) | normaliser explicit |
-//! | `trl.grpo_loss` `use_bias_correction_kl = true` by default (1.16) | explicit option |
+//! | `verl.compute_grpo_outcome_advantage`: singleton group ⇒ `μ=0, σ=1`, `A = R/(1+ε)` | `grpo`: `singleton = "error"` by default (named error); `"zero"` gives 0; `"anchor"` reproduces verl |
+//! | `verl.compute_grpo_vectorized_outcome_advantage`: group stats in `f32`, `σ = sqrt(max(var, ε))` | `grpo`: `f64`, plain unbiased std, no variance floor |
+//! | `verl.compute_rloo_outcome_advantage`: a singleton keeps `A = R`; `..._vectorized`: 0 | `rloo`: singleton policy as for `grpo` |
+//! | `verl.compute_gpg_outcome_advantage`: `α = B / #nonzero(R)` over the whole batch, `alpha` argument ignored | `gpg`: same α, reported as metric `gpg/alpha` |
+//! | `verl.agg_loss` `seq-mean-token-sum-norm` without `loss_scale_factor` divides by the padded width `T` | aggregation `seq_mean_token_sum_norm` requires an explicit `normalizer` |
+//! | `verl.agg_loss` on an all-masked batch: 0/0 = NaN (a named error here) | loss 0, gradients 0, `metrics.empty_batch = true` |
+//! | `verl.compute_policy_loss_gspo` / `_sapo`: `loss_agg_mode` ignored, always `seq-mean-token-mean`; GSPO's token gradient is a straight-through surrogate | `gspo` (exact gradient of the sequence objective), `gspo_token` (verl's surrogate), `sapo`: aggregation is configurable |
+//! | `verl.compute_policy_loss_geo_mean`: `loss_agg_mode` ignored, plain mean over all `B` rows (empty rows included) | documented the same way |
+//! | `verl.compute_policy_loss_kl_cov`: `ppo_kl_coef` falls back to 1.0 when unset (actor.yaml ships 0.1); its `ppo_kl` metric is the mean absolute log-ratio; torch's top-k tie order is unspecified (lowest index first here) | `kl_cov`: `ppo_kl_coef` default 0.1, `ppo_kl` metric is `mean(ℓᵒ − ℓ)` |
+//! | `verl.kl_penalty` with a `+` name (`k3+` …) raises `NotImplementedError` at verl @ b178a3cd; here: the documented intent (base value, k2 gradient) | `k1_plus`, `k3_plus`, `abs_plus` (same intent) |
+//! | `trl.grpo_loss` KL: unclamped k3, times the non-detached ratio when `use_bias_correction_kl` (default **true** in 1.16.0, false in 1.10-dev) | `k3_unclamped`, `k3_bias_corrected` are explicit choices; `k3` carries verl's clamps |
+//! | `trl.grpo_loss` `dr_grpo`: divides by `B·max_completion_length`; `dapo`/`cispo`/`vespo`: by `num_items_in_batch/num_processes · GA/steps_per_generation` (1.16; 1.10-dev lacks `GA/S`) | normalisers are explicit aggregation parameters |
+//! | `trl.grpo_loss` `cispo`: `epsilon_high` is an absolute cap on the ratio, no lower clip; verl `cispo` clips to `[1−ε_low, 1+ε_high]` | `cispo`: both forms, chosen by `absolute_cap` |
 //!
 //! Where verl would raise (`masked_var` with `Σm ≤ 1`, pass@k with a singleton
 //! group, `clip_ratio_c ≤ 1`, `kl_cov_ratio ≤ 0`) we return a named error.
