@@ -115,7 +115,8 @@ pub struct Selection {
 }
 
 impl Selection {
-    /// Applies the selection: new mask (if any), then the row subset.
+    /// Applies the selection: new mask (if any), then the row subset. A selection that
+    /// keeps no row gives `CoreError::Empty` (a batch has at least one row).
     pub fn apply(&self, batch: &ScoredBatch) -> Result<ScoredBatch> {
         let mut b = batch.clone();
         if let Some(m) = &self.mask {

@@ -1,7 +1,9 @@
 //! Integration tests for grpo-core (one binary per crate).
 mod adv_properties;
+mod adv_reference;
 mod adv_support;
 mod compat_anchor;
 mod compat_gradients;
 mod compat_native;
 mod compat_quirks;
+mod sampler_properties;
