@@ -151,3 +151,57 @@ fn eval_missing_input_file_is_an_error_exit() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open input file"));
 }
+
+#[test]
+fn eval_reproduces_every_known_answer_case_end_to_end() {
+    // The torch-generated anchor cases of grpo-core, run through the binary.
+    let cases = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../grpo-core/tests/data/compat_anchor_cases.jsonl"
+    ));
+    let mut requests = String::new();
+    let mut expected = Vec::new();
+    for line in cases.lines() {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        expected.push(v.as_object_mut().unwrap().remove("expected").unwrap());
+        requests.push_str(&v.to_string());
+        requests.push('\n');
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("cases.jsonl");
+    std::fs::write(&input, requests).unwrap();
+    let out = grpo()
+        .args(["estimators", "eval", "--input"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), expected.len());
+    fn flat(v: &serde_json::Value, out: &mut Vec<f64>) {
+        match v {
+            serde_json::Value::Array(a) => a.iter().for_each(|x| flat(x, out)),
+            x => out.push(x.as_f64().unwrap()),
+        }
+    }
+    for (i, (got, want)) in lines.iter().zip(&expected).enumerate() {
+        for (k, w) in want.as_object().unwrap() {
+            let g = &got["outputs"][k];
+            let (mut gv, mut wv) = (Vec::new(), Vec::new());
+            flat(g, &mut gv);
+            flat(w, &mut wv);
+            assert_eq!(gv.len(), wv.len(), "line {}: {k}", i + 1);
+            for (a, b) in gv.iter().zip(&wv) {
+                assert!(
+                    (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                    "line {}: {k}: {a} vs {b}",
+                    i + 1
+                );
+            }
+        }
+    }
+}
