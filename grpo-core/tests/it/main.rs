@@ -5,5 +5,6 @@ mod adv_support;
 mod compat_anchor;
 mod compat_gradients;
 mod compat_native;
+mod compat_props;
 mod compat_quirks;
 mod sampler_properties;
