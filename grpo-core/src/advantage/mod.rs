@@ -22,7 +22,9 @@
 //! [`reinforce`] (REINFORCE++, its baseline variant, ReMax, GAE), [`baselines`]
 //! (OPO, GPG, OPMD, AsymRE, REC, OBLR), [`passk`], [`otb`], [`bnpo`], [`gdpo`],
 //! [`spo`], [`riskpo`], [`unlikely`], [`brpo`], [`step`] (GiGPO, SALT, HRPO),
-//! [`tempsamp`].
+//! [`tempsamp`]. Reward shaping that is pure batch arithmetic (overlong
+//! penalty, stop-properly penalty, weighted multi-objective sum) is in
+//! [`shaping`].
 
 pub mod baselines;
 pub mod bnpo;
@@ -34,6 +36,7 @@ pub mod passk;
 pub mod reinforce;
 pub mod riskpo;
 pub mod rloo;
+pub mod shaping;
 pub mod spo;
 pub mod step;
 pub mod tempsamp;
