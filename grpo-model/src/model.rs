@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::weights::{Layout, init_random};
 
 /// A decoder-only transformer (Llama / Qwen2 / Qwen3) with its parameters.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Model {
     /// The validated configuration.
     pub config: ModelConfig,
@@ -20,6 +20,15 @@ pub struct Model {
     /// All parameters, one flat f32 buffer laid out by `layout` (`[layout.total]`).
     pub weights: Vec<f32>,
     pub(crate) rope: RopeTable,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("config", &self.config)
+            .field("parameters", &self.layout.total)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Model {

@@ -3,3 +3,4 @@
 mod checkpoint;
 mod common;
 mod hf_parity;
+mod tokenizer_chat;
