@@ -97,16 +97,32 @@ impl KlEstimator {
     /// `k3_bias_corrected`). Returns `None` for [`KlEstimator::Full`], which has
     /// no log-prob formula.
     pub fn value_grad(self, logp: f64, ref_logp: f64, old_logp: f64) -> Option<(f64, f64)> {
+        self.value_grad_sg(logp, logp, ref_logp, old_logp)
+    }
+
+    /// As [`KlEstimator::value_grad`], with the straight-through estimators written
+    /// as verl intends, `sg(k_base) + ½u² − sg(½u²)`: their base value is read at
+    /// `sg_logp` (equal to `logp` in training, so the value is the base value and
+    /// the gradient is `u`). Other estimators ignore `sg_logp`.
+    pub fn value_grad_sg(
+        self,
+        logp: f64,
+        sg_logp: f64,
+        ref_logp: f64,
+        old_logp: f64,
+    ) -> Option<(f64, f64)> {
         let u = logp - ref_logp;
+        let us = sg_logp - ref_logp;
+        let st = 0.5 * u * u - 0.5 * us * us;
         Some(match self {
             KlEstimator::K1 => (u, 1.0),
             KlEstimator::K2 => (0.5 * u * u, u),
             KlEstimator::K3 => k3_verl(u),
             KlEstimator::K3Unclamped => k3_raw(u),
             KlEstimator::Abs => (u.abs(), sign0(u)),
-            KlEstimator::K1Plus => (u, u),
-            KlEstimator::K3Plus => (k3_verl(u).0, u),
-            KlEstimator::AbsPlus => (u.abs(), u),
+            KlEstimator::K1Plus => (us + st, u),
+            KlEstimator::K3Plus => (k3_verl(us).0 + st, u),
+            KlEstimator::AbsPlus => (us.abs() + st, u),
             KlEstimator::K3BiasCorrected => {
                 // ρ is clamped in log space at ±20 to stay finite; gradient 0 there.
                 let x = logp - old_logp;

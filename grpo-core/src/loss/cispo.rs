@@ -122,10 +122,7 @@ pub(crate) fn vespo(
         if ctx.len[i] <= 0.0 {
             continue;
         }
-        let mut lw = 0.0;
-        for j in 0..t {
-            lw += ctx.m(i, j) * ctx.sg_logratio(i, j).clamp(-20.0, 20.0);
-        }
+        let lw = ctx.row_sum(i, |j| ctx.sg_logratio(i, j).clamp(-20.0, 20.0));
         let lw = lw.clamp(1e-8f64.ln(), 20.0);
         let w = lw.exp();
         let (k, lv) = if ctx.row_adv(i) >= 0.0 {

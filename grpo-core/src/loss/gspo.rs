@@ -89,11 +89,7 @@ pub(crate) fn gspo(
             if ctx.len[i] <= 0.0 {
                 continue;
             }
-            let mut ls = 0.0;
-            for j in 0..t {
-                ls += ctx.m(i, j) * ctx.sg_logratio(i, j);
-            }
-            ls /= ctx.len[i].max(1.0);
+            let ls = ctx.row_sum(i, |j| ctx.sg_logratio(i, j)) / ctx.len[i].max(1.0);
             for j in 0..t {
                 if !ctx.valid(i, j) {
                     continue;
@@ -129,11 +125,7 @@ fn seq_exact(
         if ctx.len[i] <= 0.0 {
             continue;
         }
-        let mut ls = 0.0;
-        for j in 0..t {
-            ls += ctx.m(i, j) * ctx.logratio(i, j);
-        }
-        ls /= ctx.len[i].max(1.0);
+        let ls = ctx.row_sum(i, |j| ctx.logratio(i, j)) / ctx.len[i].max(1.0);
         let s = ls.min(10.0).exp();
         let ds_scale = if ls < 10.0 { s / ctx.len[i] } else { 0.0 };
         let mut dl_ds = 0.0;

@@ -477,6 +477,17 @@ impl<'c, 'a> Ctx<'c, 'a> {
     pub fn sg_logratio(&self, i: usize, j: usize) -> f64 {
         self.sg(i, j) - self.x.old_log_prob[[i, j]]
     }
+    /// `Σ_t m[i,t]·f(t)` over the valid tokens of row `i` only (values on
+    /// masked tokens are never read, so NaN padding cannot leak).
+    pub fn row_sum(&self, i: usize, f: impl Fn(usize) -> f64) -> f64 {
+        let mut s = 0.0;
+        for j in 0..self.t {
+            if self.valid(i, j) {
+                s += f(j);
+            }
+        }
+        s
+    }
     /// Masked row mean of the advantages (`A_i`; 0 for an empty row).
     pub fn row_adv(&self, i: usize) -> f64 {
         if self.len[i] <= 0.0 {

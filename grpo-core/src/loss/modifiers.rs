@@ -94,7 +94,7 @@ pub(crate) fn rollout_correction(
         if ctx.len[i] <= 0.0 {
             continue;
         }
-        let dsum: f64 = (0..t).map(|j| ctx.m(i, j) * d(i, j)).sum();
+        let dsum = ctx.row_sum(i, |j| d(i, j));
         for j in 0..t {
             if !ctx.valid(i, j) {
                 continue;
@@ -172,10 +172,7 @@ pub(crate) fn off_policy_mask(
             continue;
         }
         rows += 1.0;
-        let d: f64 = (0..t)
-            .map(|j| ctx.m(i, j) * (src[[i, j]] - ctx.sg(i, j)))
-            .sum::<f64>()
-            / ctx.len[i].max(1.0);
+        let d = ctx.row_sum(i, |j| src[[i, j]] - ctx.sg(i, j)) / ctx.len[i].max(1.0);
         let keep = ctx.row_adv(i) >= 0.0 || d <= c.threshold;
         if keep {
             kept += 1.0;

@@ -60,7 +60,7 @@ pub(crate) fn p3o(c: &P3oConfig, ctx: &Ctx<'_, '_>, factor: &Array2<f64>) -> Res
     let rewards = ctx.rewards("p3o")?;
     let (b, t) = (ctx.b, ctx.t);
     let lr: Vec<f64> = (0..b)
-        .map(|i| (0..t).map(|j| ctx.m(i, j) * ctx.logratio(i, j)).sum())
+        .map(|i| ctx.row_sum(i, |j| ctx.logratio(i, j)))
         .collect();
     let mut pairs = Vec::new();
     for g in &groups {

@@ -40,10 +40,7 @@ pub(crate) fn reg_grpo(
             if ctx.len[i] <= 0.0 {
                 return 0.0;
             }
-            (0..t)
-                .map(|j| ctx.m(i, j) * ctx.logratio(i, j))
-                .sum::<f64>()
-                / ctx.len[i]
+            ctx.row_sum(i, |j| ctx.logratio(i, j)) / ctx.len[i]
         })
         .collect();
     for g in &groups {

@@ -222,7 +222,7 @@ pub(crate) fn rec(c: &RecConfig, ctx: &Ctx<'_, '_>, factor: &Array2<f64>) -> Res
             let aw = match c.weight {
                 RecWeight::None => a,
                 RecWeight::ImportanceSampling => a * r,
-                RecWeight::Advantage => a * (a / c.temp).min(700.0).exp(),
+                RecWeight::Advantage => a * (a / c.temp).min(50.0).exp(),
             };
             let ind = if inr { 1.0 } else { 0.0 };
             n_out += 1.0 - ind;

@@ -74,8 +74,9 @@ pub(crate) fn kl_penalty(
                 if ctx.valid(i, j) {
                     let (v, d) = c
                         .estimator
-                        .value_grad(
+                        .value_grad_sg(
                             ctx.x.log_prob[[i, j]],
+                            ctx.sg(i, j),
                             r[[i, j]],
                             ctx.x.old_log_prob[[i, j]],
                         )
