@@ -7,4 +7,5 @@ mod compat_gradients;
 mod compat_native;
 mod compat_props;
 mod compat_quirks;
+mod loss_props;
 mod sampler_properties;
