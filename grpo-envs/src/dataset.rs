@@ -171,7 +171,9 @@ pub fn map_record(v: &Value, map: &ColumnMap, path: &str, line: usize) -> Result
         field: field.to_string(),
         reason: reason.to_string(),
     };
-    let obj = v.as_object().ok_or_else(|| bad("<record>", "not a JSON object"))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| bad("<record>", "not a JSON object"))?;
     let get = |f: &str| obj.get(f).ok_or_else(|| bad(f, "missing"));
     let prompt = get(&map.prompt)?
         .as_str()
@@ -329,7 +331,10 @@ mod tests {
 
     #[test]
     fn boxed() {
-        assert_eq!(last_boxed(r"so \boxed{\frac{1}{2}} done"), Some(r"\frac{1}{2}"));
+        assert_eq!(
+            last_boxed(r"so \boxed{\frac{1}{2}} done"),
+            Some(r"\frac{1}{2}")
+        );
         assert_eq!(last_boxed("none"), None);
         assert_eq!(last_boxed(r"\boxed{open"), None);
     }
@@ -346,6 +351,13 @@ mod tests {
         let json = serde_json::to_string(&a).unwrap();
         let mut b: Cursor = serde_json::from_str(&json).unwrap();
         assert_eq!(a.take(9), b.take(9));
-        assert_ne!(first, Cursor::new(4, 10).take(10).iter().map(|d| d.index).collect::<Vec<_>>());
+        assert_ne!(
+            first,
+            Cursor::new(4, 10)
+                .take(10)
+                .iter()
+                .map(|d| d.index)
+                .collect::<Vec<_>>()
+        );
     }
 }

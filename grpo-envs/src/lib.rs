@@ -49,8 +49,8 @@ pub use env::{
 pub use error::{EnvError, Result};
 pub use message::{Message, Role, ToolSpec};
 pub use runner::{
-    ChatRenderer, EndReason, Episode, EpisodeCounts, EpisodeRunner, EpisodeSpec,
-    ObservationStyle, Piece, RunConfig, SampleRequest, SampledTurn, StepRecord, TurnSampler,
+    ChatRenderer, EndReason, Episode, EpisodeCounts, EpisodeRunner, EpisodeSpec, ObservationStyle,
+    Piece, RunConfig, SampleRequest, SampledTurn, StepRecord, TurnSampler,
 };
 pub use tool::{Tool, ToolCallRecord, ToolRegistry, ToolResult};
 pub use transcript::{Owner, Segment, TrainingRow, Transcript, ViewKind};

@@ -143,7 +143,11 @@ impl Rational {
             digits.parse().ok()?
         };
         let r = Self::new(n, 10i128.checked_pow(fp.len() as u32)?)?;
-        Some(if neg { Rational::int(0).checked_sub(r)? } else { r })
+        Some(if neg {
+            Rational::int(0).checked_sub(r)?
+        } else {
+            r
+        })
     }
 }
 
@@ -341,7 +345,9 @@ impl Parser {
 /// Evaluates an arithmetic expression exactly.
 pub fn eval_expr(s: &str, opts: ExprOptions) -> Result<Evaluated, ExprError> {
     if s.len() > 4096 {
-        return Err(ExprError::Syntax("expression longer than 4096 bytes".into()));
+        return Err(ExprError::Syntax(
+            "expression longer than 4096 bytes".into(),
+        ));
     }
     let toks = lex(s, opts)?;
     if toks.is_empty() {

@@ -38,8 +38,11 @@ pub trait ChatRenderer {
     /// close if the model did not emit it, the observation messages with role
     /// scaffolding, and the next generation prompt. Content ids must be owned
     /// `Env`/`Tool`, template ids `Scaffold`.
-    fn render_continuation(&self, finish: &FinishReason, observation: &[Message])
-    -> Result<Vec<Piece>>;
+    fn render_continuation(
+        &self,
+        finish: &FinishReason,
+        observation: &[Message],
+    ) -> Result<Vec<Piece>>;
     /// Raw observation text → ids with no role scaffolding (Search-R1 inline style).
     fn render_inline(&self, text: &str) -> Result<Vec<u32>>;
     /// Bytes of one token id (so parser byte spans map to token spans exactly).
@@ -389,7 +392,8 @@ impl EpisodeRunner {
             let mut transcript = Transcript::new(renderer.name());
             let lim = spec.env.limits();
             let mut end = None;
-            let (mut seq_len, mut pending, mut state_key, mut stop) = (0, Vec::new(), None, Vec::new());
+            let (mut seq_len, mut pending, mut state_key, mut stop) =
+                (0, Vec::new(), None, Vec::new());
             match spec.env.reset(&spec.task) {
                 Ok(reset) => match renderer.render_prompt(&reset.messages, &reset.tools) {
                     Ok(ids) => {
@@ -417,7 +421,9 @@ impl EpisodeRunner {
                     })
                 }
             }
-            let max_turns = cfg.max_turns.map_or(lim.max_turns, |m| m.min(lim.max_turns));
+            let max_turns = cfg
+                .max_turns
+                .map_or(lim.max_turns, |m| m.min(lim.max_turns));
             if max_turns == 0 && end.is_none() {
                 end = Some(EndReason::TurnLimit);
             }
@@ -440,7 +446,9 @@ impl EpisodeRunner {
                     .map_or(lim.max_tokens_per_turn, |m| m.min(lim.max_tokens_per_turn)),
                 max_obs: cfg
                     .max_observation_tokens
-                    .map_or(lim.max_observation_tokens, |m| m.min(lim.max_observation_tokens)),
+                    .map_or(lim.max_observation_tokens, |m| {
+                        m.min(lim.max_observation_tokens)
+                    }),
                 counts: EpisodeCounts::default(),
                 texts: Vec::new(),
                 tool_calls: Vec::new(),
@@ -761,6 +769,7 @@ fn step_live(l: &mut Live, res: SampledTurn, renderer: &dyn ChatRenderer, cfg: &
         }
         l.seq_len += p.ids.len();
         l.pending.extend_from_slice(&p.ids);
-        l.transcript.push(Segment::new(p.owner, turn, p.ids, p.text));
+        l.transcript
+            .push(Segment::new(p.owner, turn, p.ids, p.text));
     }
 }

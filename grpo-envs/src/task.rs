@@ -144,7 +144,8 @@ impl Task for ArithmeticTask {
     fn verify(&self, instance: &TaskInstance, completion: &str) -> Verdict {
         match Self::parse_completion(completion) {
             Some((_, ans)) => {
-                let correct = ans.trim_start_matches('0') == instance.answer.trim_start_matches('0');
+                let correct =
+                    ans.trim_start_matches('0') == instance.answer.trim_start_matches('0');
                 Verdict {
                     correct,
                     format_ok: true,

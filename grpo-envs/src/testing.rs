@@ -25,10 +25,7 @@ impl ByteRenderer {
     }
     /// Decodes ids (EOS is dropped).
     pub fn text(ids: &[u32]) -> String {
-        let bytes: Vec<u8> = ids
-            .iter()
-            .filter_map(|&i| u8::try_from(i).ok())
-            .collect();
+        let bytes: Vec<u8> = ids.iter().filter_map(|&i| u8::try_from(i).ok()).collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
     fn role(r: Role) -> &'static str {

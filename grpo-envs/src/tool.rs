@@ -344,8 +344,8 @@ impl Tool for PythonTool {
     fn spec(&self) -> ToolSpec {
         ToolSpec {
             name: "python".into(),
-            description: "Run a Python 3 program; its stdout (and stderr) is returned. Use print()."
-                .into(),
+            description:
+                "Run a Python 3 program; its stdout (and stderr) is returned. Use print().".into(),
             parameters: serde_json::json!({
                 "type": "object",
                 "properties": {"code": {"type": "string"}},
@@ -392,10 +392,16 @@ mod tests {
         assert!(r.is_error && r.content.contains("unknown tool `calc`"));
         assert!(!rec.ok);
         let (r, _) = reg.call("calculator", &serde_json::json!({"expression": 5}));
-        assert!(r.is_error && r.content.contains("arguments.expression"), "{r:?}");
+        assert!(
+            r.is_error && r.content.contains("arguments.expression"),
+            "{r:?}"
+        );
         let (r, _) = reg.call("calculator", &serde_json::json!({}));
         assert!(r.content.contains("missing required field"));
-        let (r, _) = reg.call("calculator", &serde_json::json!({"expression": "1", "x": 1}));
+        let (r, _) = reg.call(
+            "calculator",
+            &serde_json::json!({"expression": "1", "x": 1}),
+        );
         assert!(r.content.contains("unknown field"));
         let (r, _) = reg.call("calculator", &serde_json::json!({"expression": "1/0"}));
         assert!(r.is_error && r.content.contains("division by zero"));

@@ -214,7 +214,9 @@ impl Transcript {
         }
         let n = seg.ids.len();
         let first = (0..n).find(|&i| off[i + 1] > bytes.start)?;
-        let last = (0..n).rev().find(|&i| off[i] < bytes.end.max(bytes.start + 1))?;
+        let last = (0..n)
+            .rev()
+            .find(|&i| off[i] < bytes.end.max(bytes.start + 1))?;
         (first <= last).then_some(st + first..st + last + 1)
     }
     /// Index of the last policy id at or before position `pos`.
@@ -226,7 +228,11 @@ impl Transcript {
     }
     /// Number of contexts.
     pub fn contexts(&self) -> usize {
-        self.segments.iter().map(|s| s.context + 1).max().unwrap_or(0)
+        self.segments
+            .iter()
+            .map(|s| s.context + 1)
+            .max()
+            .unwrap_or(0)
     }
 
     fn context_row(&self, ctx: usize) -> Option<TrainingRow> {
@@ -346,7 +352,6 @@ fn push_seg(row: &mut TrainingRow, s: &Segment) {
     if policy && s.logprobs.len() == s.ids.len() {
         row.logprobs.extend_from_slice(&s.logprobs);
     } else {
-        row.logprobs
-            .extend(std::iter::repeat_n(0.0, s.ids.len()));
+        row.logprobs.extend(std::iter::repeat_n(0.0, s.ids.len()));
     }
 }

@@ -72,8 +72,10 @@ pub fn generate(cfg: &CountdownConfig, seed: u64) -> Option<(Vec<i128>, i128, St
         let nums: Vec<i128> = (0..n)
             .map(|_| i128::from(r.random_range(1..=cfg.max_value)))
             .collect();
-        let mut items: Vec<(Rational, String)> =
-            nums.iter().map(|&v| (Rational::int(v), v.to_string())).collect();
+        let mut items: Vec<(Rational, String)> = nums
+            .iter()
+            .map(|&v| (Rational::int(v), v.to_string()))
+            .collect();
         let mut ok = true;
         while items.len() > 1 {
             let i = r.random_range(0..items.len());
@@ -228,7 +230,10 @@ impl Env for CountdownEnv {
             action_valid: true,
             answer_span: Some(ans.span.clone()),
             action_span: Some(ans.span.clone()),
-            action_key: Some(format!("answer:{}", ans.content.split_whitespace().collect::<String>())),
+            action_key: Some(format!(
+                "answer:{}",
+                ans.content.split_whitespace().collect::<String>()
+            )),
             ..Default::default()
         };
         let verdict = check(&self.numbers, self.target, ans.content);
@@ -273,7 +278,12 @@ impl Env for CountdownEnv {
         let mut t = self.tried.clone();
         t.sort();
         t.dedup();
-        Some(format!("{}|{:?}|{}", self.target, self.numbers, t.join(",")))
+        Some(format!(
+            "{}|{:?}|{}",
+            self.target,
+            self.numbers,
+            t.join(",")
+        ))
     }
     fn limits(&self) -> Limits {
         Limits {
@@ -300,8 +310,17 @@ mod tests {
         e.reset(&TaskSpec::seed(1)).unwrap();
         let (nums, target, sol) = (e.numbers.clone(), e.target, e.solution.clone());
         assert_eq!(check(&nums, target, &sol).unwrap(), Rational::int(target));
-        let v = EpisodeView { turns: &[], tool_calls: &[], ended_by_limit: false };
-        let o = e.step(&Turn::text(0, &format!("<think>x</think><answer>{sol}</answer>"))).unwrap();
+        let v = EpisodeView {
+            turns: &[],
+            tool_calls: &[],
+            ended_by_limit: false,
+        };
+        let o = e
+            .step(&Turn::text(
+                0,
+                &format!("<think>x</think><answer>{sol}</answer>"),
+            ))
+            .unwrap();
         assert_eq!(o.end, Some(EndSignal::Terminated { success: true }));
         assert_eq!(e.final_reward(&v).total, 1.0);
         e.reset(&TaskSpec::seed(1)).unwrap();

@@ -191,7 +191,8 @@ impl FrozenLakeEnv {
     }
 }
 
-const LEGEND: &str = "Symbols: P you, _ frozen ice, O hole, G goal, X you in a hole, √ you on the goal.";
+const LEGEND: &str =
+    "Symbols: P you, _ frozen ice, O hole, G goal, X you in a hole, √ you on the goal.";
 
 impl Env for FrozenLakeEnv {
     fn name(&self) -> &str {
@@ -202,7 +203,9 @@ impl Env for FrozenLakeEnv {
         let mut found = false;
         for attempt in 0..1000u64 {
             let mut r = rng(derive_seed(task.seed, "retry", &[attempt]));
-            self.holes = (0..n * n).map(|_| !r.random_bool(self.cfg.p_frozen)).collect();
+            self.holes = (0..n * n)
+                .map(|_| !r.random_bool(self.cfg.p_frozen))
+                .collect();
             self.holes[0] = false;
             self.holes[n * n - 1] = false;
             self.pos = (0, 0);
@@ -300,6 +303,7 @@ impl Env for FrozenLakeEnv {
     }
     fn oracle_action(&self) -> Option<String> {
         let path = self.shortest_path(self.pos)?;
-        path.first().map(|d| format!("<answer>{}</answer>", d.title()))
+        path.first()
+            .map(|d| format!("<answer>{}</answer>", d.title()))
     }
 }

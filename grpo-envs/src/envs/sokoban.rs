@@ -75,7 +75,10 @@ impl SokobanEnv {
     /// A new env.
     pub fn new(cfg: SokobanConfig) -> Result<Self> {
         if cfg.dim[0] < 4 || cfg.dim[1] < 4 || cfg.dim[0] > 12 || cfg.dim[1] > 12 {
-            return Err(EnvError::param("sokoban.dim", "each side must be in 4..=12"));
+            return Err(EnvError::param(
+                "sokoban.dim",
+                "each side must be in 4..=12",
+            ));
         }
         if cfg.boxes == 0 || cfg.boxes > 3 {
             return Err(EnvError::param("sokoban.boxes", "must be 1..=3"));
@@ -257,7 +260,9 @@ impl SokobanEnv {
             return false;
         }
         match self.solve(&self.state.clone()) {
-            Some(p) if !p.is_empty() && p.len() <= self.cfg.max_turns * self.cfg.actions_per_turn => {
+            Some(p)
+                if !p.is_empty() && p.len() <= self.cfg.max_turns * self.cfg.actions_per_turn =>
+            {
                 self.optimal = p.len();
                 true
             }
@@ -266,7 +271,8 @@ impl SokobanEnv {
     }
 }
 
-const LEGEND: &str = "Symbols: # wall, _ floor, O target, X box, √ box on target, P you, S you on a target.";
+const LEGEND: &str =
+    "Symbols: # wall, _ floor, O target, X box, √ box on target, P you, S you on a target.";
 
 impl Env for SokobanEnv {
     fn name(&self) -> &str {

@@ -54,7 +54,12 @@ pub fn check_invariants(ep: &Episode) {
     }
     // Step spans are exactly the policy segments, in order.
     for s in &ep.steps {
-        assert_eq!(t.policy_span(s.turn), Some(s.span.clone()).filter(|r| !r.is_empty()).or(t.policy_span(s.turn)));
+        assert_eq!(
+            t.policy_span(s.turn),
+            Some(s.span.clone())
+                .filter(|r| !r.is_empty())
+                .or(t.policy_span(s.turn))
+        );
         assert!(mask[s.span.clone()].iter().all(|&m| m == 1));
         if let Some(a) = &s.answer_span {
             assert!(a.start >= s.span.start && a.end <= s.span.end);
@@ -68,7 +73,10 @@ pub fn check_invariants(ep: &Episode) {
     }
     // Views agree on the policy ids.
     let step_rows = ep.rows(grpo_envs::ViewKind::StepWise).unwrap();
-    let sw: Vec<u32> = step_rows.iter().flat_map(|r| r.response_ids.clone()).collect();
+    let sw: Vec<u32> = step_rows
+        .iter()
+        .flat_map(|r| r.response_ids.clone())
+        .collect();
     let inter = ep.rows(grpo_envs::ViewKind::Interleaved).unwrap();
     let il: Vec<u32> = inter[0]
         .response_ids

@@ -7,13 +7,36 @@ use crate::common::{check_invariants, oracle_episode};
 /// Envs whose oracle must always succeed, with their params.
 fn solvable() -> Vec<(&'static str, serde_json::Value)> {
     vec![
-        ("arithmetic", serde_json::json!({"ops": "+-*", "difficulty": 4})),
+        (
+            "arithmetic",
+            serde_json::json!({"ops": "+-*", "difficulty": 4}),
+        ),
         ("arith-chain", serde_json::Value::Null),
         ("countdown", serde_json::Value::Null),
-        ("countdown", serde_json::json!({"attempts": 3, "min_numbers": 4, "max_numbers": 5})),
-        ("frozenlake", serde_json::json!({"slippery": false, "size": 6})),
+        (
+            "countdown",
+            serde_json::json!({"attempts": 3, "min_numbers": 4, "max_numbers": 5}),
+        ),
+        (
+            "frozenlake",
+            serde_json::json!({"slippery": false, "size": 6}),
+        ),
         ("sokoban", serde_json::Value::Null),
-        ("sokoban", serde_json::json!({"dim": [7, 7], "boxes": 2, "max_turns": 40})),
+        (
+            "sokoban",
+            serde_json::json!({"dim": [7, 7], "boxes": 2, "max_turns": 40}),
+        ),
+        ("lookup", serde_json::Value::Null),
+        ("calc", serde_json::Value::Null),
+        ("search-qa", serde_json::Value::Null),
+        (
+            "search-qa",
+            serde_json::json!({"world_seed": 1, "size": {"countries": 6, "cities": 20, "people": 40, "companies": 20}}),
+        ),
+        ("synthgui", serde_json::Value::Null),
+        ("synthgui", serde_json::json!({"step_reward": true})),
+        ("synthgui-critic", serde_json::Value::Null),
+        ("team-builder", serde_json::Value::Null),
     ]
 }
 
@@ -23,8 +46,16 @@ fn oracle_policies_solve_every_seed() {
         for seed in 0..8 {
             let ep = oracle_episode(name, &params, seed);
             check_invariants(&ep);
-            assert_eq!(ep.end, EndReason::Terminated { success: true }, "{name} seed {seed}");
-            assert!(ep.outcome.get("success") > 0.0, "{name} seed {seed}: {:?}", ep.outcome);
+            assert_eq!(
+                ep.end,
+                EndReason::Terminated { success: true },
+                "{name} seed {seed}"
+            );
+            assert!(
+                ep.total_reward() > 0.0 && ep.anchor_reward() > 0.0,
+                "{name} seed {seed}: {:?}",
+                ep.outcome
+            );
             assert_eq!(ep.counts.invalid_actions, 0, "{name}");
         }
     }
@@ -45,10 +76,17 @@ fn resets_are_deterministic_per_seed_and_differ_across_seeds() {
         let distinct: std::collections::HashSet<String> = (0..6)
             .map(|s| {
                 let r = a.reset(&TaskSpec::seed(s)).unwrap();
-                r.messages.iter().map(|m| m.content.clone()).collect::<String>()
+                r.messages
+                    .iter()
+                    .map(|m| m.content.clone())
+                    .collect::<String>()
             })
             .collect();
-        assert!(distinct.len() >= 3, "{} generates too few distinct instances", info.name);
+        assert!(
+            distinct.len() >= 3,
+            "{} generates too few distinct instances",
+            info.name
+        );
     }
 }
 
@@ -57,7 +95,12 @@ fn slippery_frozenlake_follows_the_noise_stream() {
     let p = serde_json::json!({"slippery": true});
     let play = |noise: u64| {
         let mut e = envs::make("frozenlake", &p).unwrap();
-        e.reset(&TaskSpec { seed: 1, noise_seed: Some(noise), record: None }).unwrap();
+        e.reset(&TaskSpec {
+            seed: 1,
+            noise_seed: Some(noise),
+            record: None,
+        })
+        .unwrap();
         let mut keys = Vec::new();
         for t in 0..6 {
             let o = e.step(&Turn::text(t, "<answer>Right</answer>"));
@@ -80,10 +123,18 @@ fn countdown_multi_turn_feedback_and_decay() {
     let good = e.oracle_action().unwrap();
     let o = e.step(&Turn::text(0, "<answer>1 + 2</answer>")).unwrap();
     assert!(!o.end_signal().is_done());
-    assert!(o.observation[0].content.contains("do not match"), "{:?}", o.observation);
+    assert!(
+        o.observation[0].content.contains("do not match"),
+        "{:?}",
+        o.observation
+    );
     let o = e.step(&Turn::text(1, &good)).unwrap();
     assert!(o.end_signal().is_done());
-    let v = grpo_envs::EpisodeView { turns: &[], tool_calls: &[], ended_by_limit: false };
+    let v = grpo_envs::EpisodeView {
+        turns: &[],
+        tool_calls: &[],
+        ended_by_limit: false,
+    };
     assert_eq!(e.final_reward(&v).total, 0.5);
     assert_eq!(e.final_reward(&v).anchor, 1.0);
 }
@@ -96,10 +147,25 @@ fn frozenlake_hole_ends_with_failure() {
         e.reset(&TaskSpec::seed(seed)).unwrap();
         let grid = e.render_debug().unwrap();
         let rows: Vec<Vec<char>> = grid.lines().map(|l| l.chars().collect()).collect();
-        let dir = if rows[0][1] == 'O' { "Right" } else if rows[1][0] == 'O' { "Down" } else { continue };
-        let o = e.step(&Turn::text(0, &format!("<answer>{dir}</answer>"))).unwrap();
-        assert_eq!(o.end, Some(grpo_envs::EndSignal::Terminated { success: false }));
-        let v = grpo_envs::EpisodeView { turns: &[], tool_calls: &[], ended_by_limit: false };
+        let dir = if rows[0][1] == 'O' {
+            "Right"
+        } else if rows[1][0] == 'O' {
+            "Down"
+        } else {
+            continue;
+        };
+        let o = e
+            .step(&Turn::text(0, &format!("<answer>{dir}</answer>")))
+            .unwrap();
+        assert_eq!(
+            o.end,
+            Some(grpo_envs::EndSignal::Terminated { success: false })
+        );
+        let v = grpo_envs::EpisodeView {
+            turns: &[],
+            tool_calls: &[],
+            ended_by_limit: false,
+        };
         assert_eq!(e.final_reward(&v).total, 0.0);
         return;
     }
