@@ -549,6 +549,10 @@ def trl_loss(inputs, p):
         out["clip_ratio/low_mean"] = gmm(lo_c)
         out["clip_ratio/high_mean"] = gmm(hi_c)
         out["clip_ratio/region_mean"] = gmm(((lo_c + hi_c) > 0).double())
+    elif lt == "cispo":
+        out["cispo_clip_ratio"] = gmm(((coef_1.detach() > eps_high) & (adv > 0)).double())
+    elif lt == "vespo":
+        out["vespo/phi_seq_mean"] = gmm(phi)
     return out
 
 
@@ -600,6 +604,8 @@ def advantage_cases():
     a, ret = grpo_loop(r, m, index)
     add("grpo loop, [B] rewards", "verl.compute_grpo_outcome_advantage", {},
         {"rewards": scores, "response_mask": m, "index": index}, {"advantages": a})
+    add("grpo loop, `uid` alias for index", "verl.compute_grpo_outcome_advantage", {},
+        {"rewards": scores, "response_mask": m, "uid": index}, {"advantages": a})
     # pass@k
     idx3 = ["p", "p", "p", "q", "q", "q", "q"]
     r3 = outcome_rewards([0.2, 0.9, 0.5, 1.0, 1.0, 0.0, 0.3], m)
@@ -798,6 +804,9 @@ def trl_cases():
          {"log_prob": lp, "advantages": adv, "response_mask": m}),
         ("trl sapo token advantages", {"loss_type": "sapo"}, {**base, "advantages": t(rnd((B, T), 1.0))}),
         ("trl defaults", {}, dict(base)),
+        ("trl cispo sequence level", {"loss_type": "cispo", "importance_sampling_level": "sequence", "epsilon_high": 1.02},
+         dict(base)),
+        ("trl vespo token advantages", {"loss_type": "vespo"}, {**base, "advantages": t(rnd((B, T), 1.0))}),
     ]
     for case, p, inputs in cases:
         add(case, "trl.grpo_loss", p, inputs, trl_loss({k: lst(v) for k, v in inputs.items()}, p))

@@ -14,8 +14,8 @@
 //!   except the descriptive keys `case` and `note` (also allowed at the top level).
 //! - `inputs`: verl/TRL tensor names, nested JSON arrays. `token_level_rewards`
 //!   (alias `rewards`) may be `[B,T]` or `[B]`; a `[B]` reward is placed on the
-//!   last valid token of its row (column 0 for an empty row). `index` holds
-//!   strings or integers (compared as text). TRL's names are accepted as
+//!   last valid token of its row (column 0 for an empty row). `index` (alias
+//!   `uid`) holds strings or integers (compared as text). TRL's names are accepted as
 //!   aliases (`per_token_logps` for `log_prob`, `completion_mask` for
 //!   `response_mask`, ...). Unknown inputs are an error.
 //!
@@ -151,6 +151,7 @@ fn canonical(k: &str) -> &str {
         "old_per_token_logps" => "old_log_prob",
         "ref_per_token_logps" | "ref_logprob" => "ref_log_prob",
         "completion_mask" => "response_mask",
+        "uid" => "index",
         "entropies" => "entropy",
         other => other,
     }
@@ -588,6 +589,8 @@ fn dispatch(name: &str, p: Map<String, Value>, inp: &mut Inputs) -> Result<Value
                 ("clip_ratio/low_mean", o.clip_ratio_low_mean),
                 ("clip_ratio/high_mean", o.clip_ratio_high_mean),
                 ("clip_ratio/region_mean", o.clip_ratio_region_mean),
+                ("cispo_clip_ratio", o.cispo_clip_ratio),
+                ("vespo/phi_seq_mean", o.vespo_phi_seq_mean),
             ] {
                 if let Some(v) = v {
                     m.insert(k.into(), json!(v));

@@ -164,6 +164,10 @@ pub struct GrpoLossOutput {
     pub clip_ratio_high_mean: Option<f64>,
     /// Logged `clip_ratio/region_mean`.
     pub clip_ratio_region_mean: Option<f64>,
+    /// Logged `cispo_clip_ratio` (`cispo` only).
+    pub cispo_clip_ratio: Option<f64>,
+    /// Logged `vespo/phi_seq_mean` (`vespo` only).
+    pub vespo_phi_seq_mean: Option<f64>,
 }
 
 fn invalid(name: &str, value: impl ToString, reason: &str) -> CoreError {
@@ -534,6 +538,27 @@ pub fn grpo_loss(x: &GrpoLossInputs<'_>, p: &GrpoLossParams) -> Result<GrpoLossO
         (low_n / clip_den, high_n / clip_den, reg_n / clip_den)
     };
     let clip_family = matches!(lt, "grpo" | "bnpo" | "dr_grpo" | "dapo" | "luspo");
+    // TRL's global_masked_mean: per-row values when the tensor is [B,1], else masked tokens.
+    let masked_mean = |row_level: bool, f: &dyn Fn(usize, usize) -> f64| -> f64 {
+        if row_level {
+            (0..b).map(|i| f(i, 0)).sum::<f64>() / nrow.max(1.0)
+        } else {
+            let mut acc = 0.0;
+            for i in 0..b {
+                for s in 0..t {
+                    acc += f(i, s) * m[[i, s]];
+                }
+            }
+            acc / ntok
+        }
+    };
+    let cispo_clip_ratio = (lt == "cispo").then(|| {
+        masked_mean(seq_level && adv_cols == 1, &|i, s| {
+            f64::from(u8::from(coef(i, s) > eps_high && adv(i, s) > 0.0))
+        })
+    });
+    let vespo_phi_seq_mean =
+        (lt == "vespo").then(|| masked_mean(adv_cols == 1, &|i, s| phi(i, adv(i, s))));
     Ok(GrpoLossOutput {
         loss,
         policy_loss,
@@ -543,6 +568,8 @@ pub fn grpo_loss(x: &GrpoLossInputs<'_>, p: &GrpoLossParams) -> Result<GrpoLossO
         clip_ratio_low_mean: clip_family.then_some(low_mean),
         clip_ratio_high_mean: clip_family.then_some(high_mean),
         clip_ratio_region_mean: clip_family.then_some(reg_mean),
+        cispo_clip_ratio,
+        vespo_phi_seq_mean,
     })
 }
 
