@@ -15,6 +15,18 @@ to grpo-core/tests/data/compat_anchor_cases.jsonl. The Rust test
 `compat::eval` and compares within 1e-6.
 
 Run: /work/pyenv/bin/python scripts/anchor_cases.py   (needs numpy + torch)
+
+Cross-check of the written-out formulas against the anchors' own code (nothing
+of it is copied here; it is loaded from the paths given at run time):
+
+    python scripts/anchor_cases.py --verl-src /path/to/verl-checkout \
+                                   --trl-src /path/to/unpacked/trl-1.16.0-wheel
+
+runs verl's `core_algos` functions (imports stubbed) and TRL's
+`GRPOTrainer._compute_loss` (extracted with `ast`, run on a stub trainer) on
+every case of the JSONL and reports mismatches. At verl @ b178a3cd and
+trl==1.16.0 all cases agree except verl's `k*+` KL names, which raise
+`NotImplementedError` in verl (documented in grpo-core's `compat` docs).
 """
 
 import json
@@ -812,6 +824,239 @@ def trl_cases():
         add(case, "trl.grpo_loss", p, inputs, trl_loss({k: lst(v) for k, v in inputs.items()}, p))
 
 
+def crosscheck_verl(src):
+    """Runs verl's own core_algos (loaded from a checkout at `src`, its heavy imports
+    stubbed) on every verl case of OUT and reports mismatches."""
+    import sys
+    import types
+
+
+    def mod(name, **attrs):
+        m = types.ModuleType(name); m.__dict__.update(attrs); sys.modules[name] = m; return m
+
+    class DictConfig(dict): pass
+    class AlgoConfig:
+        def __init__(self, **kw): self.__dict__.update(kw)
+        def get(self, k, d=None): return self.__dict__.get(k, d)
+    class ActorConfig:
+        def __init__(self, **kw): self.__dict__.update(kw)
+        def get(self, k, d=None): return self.__dict__.get(k, d)
+    class PolicyLoss(AlgoConfig): pass
+    mod("tensordict", TensorDict=object)
+    mod("omegaconf", DictConfig=DictConfig)
+    mod("verl"); mod("verl.utils"); mod("verl.trainer"); mod("verl.trainer.ppo"); mod("verl.workers")
+    mod("verl.utils.device", get_device_name=lambda: "cpu", get_torch_device=lambda: torch.cpu)
+    mod("verl.trainer.config", AlgoConfig=AlgoConfig)
+    mod("verl.workers.config", ActorConfig=ActorConfig)
+    mod("verl.utils.import_utils", deprecated=lambda *a, **k: (lambda f: f))
+    def load(name, path):
+        m = types.ModuleType(name); m.__file__ = path
+        sys.modules[name] = m
+        exec(compile(open(path).read(), path, "exec"), m.__dict__)
+        return m
+    F = load("verl.utils.torch_functional", os.path.join(src, "verl/utils/torch_functional.py"))
+    sys.modules["verl.utils"].torch_functional = F
+    G = load("verl.utils.groupwise", os.path.join(src, "verl/utils/groupwise.py"))
+    sys.modules["verl.utils"].as_torch_index = G.as_torch_index
+    sys.modules["verl.utils"].group_mean_std = G.group_mean_std
+    C = load("verl.trainer.ppo.core_algos", os.path.join(src, "verl/trainer/ppo/core_algos.py"))
+
+    def T(x): return torch.tensor(x, dtype=torch.float64)
+    def flat(v):
+        if isinstance(v, list): return [y for x in v for y in flat(x)]
+        return [float(v)]
+
+    def rewards(inp):
+        m = T(inp["response_mask"])
+        r = inp.get("token_level_rewards", inp.get("rewards"))
+        r = T(r)
+        if r.dim() == 1:
+            out = torch.zeros_like(m)
+            for i in range(len(r)):
+                nz = torch.nonzero(m[i]).flatten()
+                out[i, int(nz[-1]) if len(nz) else 0] = r[i]
+            r = out
+        return r, m
+
+    GLOBAL = ("dp_size", "batch_num_tokens", "global_batch_size", "loss_scale_factor")
+    bad = 0; n = 0
+    for line in open(OUT):
+        c = json.loads(line); fn = c["fn"]; p = c["params"]; inp = c["inputs"]; exp = c["expected"]
+        if not fn.startswith("verl."): continue
+        name = fn[5:]; got = {}
+        if name.endswith("_advantage"):
+            r, m = rewards(inp)
+            idx = inp.get("index", inp.get("uid"))
+            idx = (np.array([str(x) for x in idx], dtype=object) if len({type(x) for x in idx}) > 1 else np.array(idx)) if idx is not None else None
+            f = getattr(C, name)
+            cfg = AlgoConfig(gamma=p.get("gamma", 1.0), norm_adv_by_std_in_grpo=p.get("norm_adv_by_std_in_grpo", True))
+            if "remax" in name:
+                a, ret = f(token_level_rewards=r, reward_baselines=T(inp["reward_baselines"]), response_mask=m, config=cfg)
+            elif "reinforce_plus_plus_outcome" in name:
+                a, ret = f(token_level_rewards=r, response_mask=m, config=cfg)
+            else:
+                kw = {k: v for k, v in p.items() if k in ("epsilon", "norm_adv_by_std_in_grpo", "f_norm", "alpha")}
+                if "passk" in name: kw.pop("norm_adv_by_std_in_grpo", None)
+                a, ret = f(token_level_rewards=r, response_mask=m, index=idx, config=cfg, **kw)
+            got = {"advantages": a.tolist(), "returns": ret.tolist()}
+        elif name.startswith("compute_policy_loss"):
+            lp = T(inp["log_prob"]).requires_grad_(True)
+            old = T(inp.get("old_log_prob", inp.get("rollout_log_prob")))
+            adv, m = T(inp["advantages"]), T(inp["response_mask"])
+            isw = T(inp["rollout_is_weights"]) if "rollout_is_weights" in inp else None
+            cfg = ActorConfig(clip_ratio=p.get("clip_ratio", 0.2), clip_ratio_low=p.get("clip_ratio_low"),
+                              clip_ratio_high=p.get("clip_ratio_high"), clip_ratio_c=p.get("clip_ratio_c", 3.0),
+                              tau_pos=p.get("tau_pos", 1.0), tau_neg=p.get("tau_neg", 1.05),
+                              policy_loss=PolicyLoss(kl_cov_ratio=p.get("kl_cov_ratio"), ppo_kl_coef=p.get("ppo_kl_coef")),
+                              global_batch_info={k: p[k] for k in GLOBAL if k in p})
+            f = getattr(C, name)
+            kw = {}
+            if "loss_agg_mode" in p: kw["loss_agg_mode"] = p["loss_agg_mode"]
+            if name == "compute_policy_loss_reinforce":
+                loss, met = f(rollout_log_prob=old, log_prob=lp, advantages=adv, response_mask=m, config=cfg, rollout_is_weights=isw, **kw)
+            else:
+                loss, met = f(old_log_prob=old, log_prob=lp, advantages=adv, response_mask=m, config=cfg, rollout_is_weights=isw, **kw)
+            loss.backward()
+            got = {"pg_loss": loss.item(), "grad_log_prob": lp.grad.tolist()}
+            got.update({k.split("/")[-1]: v for k, v in met.items()})
+        elif name == "agg_loss":
+            lm = T(inp["loss_mat"]).requires_grad_(True)
+            kw = {k: p[k] for k in GLOBAL if k in p}
+            loss = C.agg_loss(lm, T(inp["loss_mask"]), p["loss_agg_mode"], **kw); loss.backward()
+            got = {"loss": loss.item(), "grad_loss_mat": lm.grad.tolist()}
+        elif name == "kl_penalty":
+            lp = T(inp.get("log_prob", inp.get("logprob"))).requires_grad_(True)
+            rp = T(inp.get("ref_log_prob", inp.get("ref_logprob")))
+            m = T(inp["response_mask"]) if "response_mask" in inp else torch.ones_like(rp)
+            try:
+                kl = C.kl_penalty(lp, rp, p["kl_penalty"]); (kl * m).sum().backward()
+                got = {"kl": kl.tolist(), "grad_log_prob_of_masked_sum": lp.grad.tolist()}
+            except NotImplementedError:
+                print(f"  verl raises NotImplementedError: {c['case']} (documented)"); continue
+        elif name == "masked_whiten":
+            got = {"whitened": F.masked_whiten(T(inp["values"]), T(inp["mask"]), p.get("shift_mean", True)).tolist()}
+        elif name == "AdaptiveKLController":
+            k = C.AdaptiveKLController(p.get("init_kl_coef", 0.001), p.get("target_kl", 0.1), p.get("horizon", 10000))
+            vals = []
+            for kl_, ns in inp["updates"]:
+                k.update(kl_, ns); vals.append(float(k.value))
+            got = {"values_after_each_update": vals}
+        n += 1
+        for key, want in exp.items():
+            if key not in got:
+                print(f"MISSING {c['case']}: {key} (verl returns {list(got)})"); bad += 1; continue
+            w, g = flat(want), flat(got[key])
+            if len(w) != len(g) or any(abs(a - b) > 1e-6 * max(1, abs(b)) for a, b in zip(g, w)):
+                print(f"MISMATCH {c['case']}: {key}: verl {g[:6]} vs expected {w[:6]}"); bad += 1
+    print(f"checked {n} verl cases against verl's own code, {bad} mismatches")
+    return bad
+
+
+def crosscheck_trl(src):
+    """Runs TRL's own GRPOTrainer._compute_loss (extracted with ast from an unpacked
+    trl==1.16.0 wheel at `src`, executed on a stub trainer) on every trl case of OUT."""
+    import ast
+    import types
+
+    src = open(os.path.join(src, "trl/trainer/grpo_trainer.py")).read()
+    tree = ast.parse(src)
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "GRPOTrainer")
+    want = {"_compute_loss", "get_high_entropy_mask", "get_off_policy_mask", "get_gamma_weights"}
+    ns = {"torch": torch, "math": math,
+          "nanmin": lambda x: torch.min(x[~torch.isnan(x)]) if (~torch.isnan(x)).any() else torch.tensor(float("nan")),
+          "nanmax": lambda x: torch.max(x[~torch.isnan(x)]) if (~torch.isnan(x)).any() else torch.tensor(float("nan"))}
+    funcs = {}
+    for node in cls.body:
+        if isinstance(node, ast.FunctionDef) and node.name in want:
+            static = any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in node.decorator_list)
+            node.decorator_list = [d for d in node.decorator_list if not (isinstance(d, ast.Name) and d.id in ("staticmethod", "profiling_decorator"))]
+            mod = ast.Module(body=[node], type_ignores=[])
+            exec(compile(mod, "grpo_trainer.py", "exec"), ns)
+            funcs[node.name] = (ns[node.name], static)
+
+    class Acc:
+        num_processes = 1
+        sync_gradients = True
+        def pad_across_processes(self, x, dim=0, pad_index=0): return x
+        def gather(self, x): return x
+        def gather_for_metrics(self, x): return x
+        def reduce(self, x, reduction="sum"): return x
+
+    def T(x): return torch.tensor(x, dtype=torch.float64)
+
+    def run(p, inp):
+        lt = p.get("loss_type", "dapo")
+        self = types.SimpleNamespace()
+        for name, (f, static) in funcs.items():
+            setattr(self, name, f if static else types.MethodType(f, self))
+        lp = T(inp["log_prob"]).requires_grad_(True)
+        ent = T(inp["entropy"]).requires_grad_(True) if "entropy" in inp else torch.zeros_like(lp)
+        self._get_per_token_logps_and_entropies = lambda *a, **k: (lp, ent, None)
+        self.accelerator = Acc(); self.accelerator.num_processes = p.get("num_processes", 1)
+        self.aux_loss_enabled = False
+        self.top_entropy_quantile = p.get("top_entropy_quantile", 1.0)
+        self.off_policy_mask_threshold = p.get("off_policy_mask_threshold")
+        self.importance_sampling_level = p.get("importance_sampling_level", "token")
+        self.beta = p.get("beta", 0.0)
+        self.loss_type = lt
+        self.epsilon_low = p.get("epsilon", 0.2)
+        self.epsilon_high = p.get("epsilon_high") if p.get("epsilon_high") is not None else self.epsilon_low
+        self.use_vllm = "importance_sampling_ratio" in inp
+        self.vllm_importance_sampling_correction = True
+        ga = p.get("gradient_accumulation_steps", 1)
+        self.current_gradient_accumulation_steps = ga
+        self.max_completion_length = p.get("max_completion_length", 512)
+        self.entropy_coef = p.get("entropy_coef", 0.0)
+        self._entropy_bonus_enabled = self.entropy_coef != 0.0
+        self.use_adaptive_entropy = False
+        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self.model = types.SimpleNamespace(training=True)
+        self.args = types.SimpleNamespace(
+            use_bias_correction_kl=p.get("use_bias_correction_kl", True), delta=p.get("delta"),
+            sapo_temperature_pos=p.get("sapo_temperature_pos", 1.0), sapo_temperature_neg=p.get("sapo_temperature_neg", 1.05),
+            vespo_k_pos=p.get("vespo_k_pos", 2.0), vespo_lambda_pos=p.get("vespo_lambda_pos", 3.0),
+            vespo_k_neg=p.get("vespo_k_neg", 3.0), vespo_lambda_neg=p.get("vespo_lambda_neg", 2.0),
+            steps_per_generation=p.get("steps_per_generation", ga))
+        m = T(inp["response_mask"])
+        B, Tn = m.shape
+        inputs = {"prompt_ids": torch.zeros(B, 1, dtype=torch.long), "prompt_mask": torch.ones(B, 1, dtype=torch.long),
+                  "completion_ids": torch.zeros(B, Tn, dtype=torch.long), "completion_mask": m,
+                  "advantages": T(inp["advantages"]),
+                  "num_items_in_batch": T(p.get("num_items_in_batch", float(m.sum())))}
+        if "old_log_prob" in inp: inputs["old_per_token_logps"] = T(inp["old_log_prob"])
+        if "ref_log_prob" in inp: inputs["ref_per_token_logps"] = T(inp["ref_log_prob"])
+        if "importance_sampling_ratio" in inp: inputs["importance_sampling_ratio"] = T(inp["importance_sampling_ratio"])
+        if "sampling_per_token_logps" in inp: inputs["sampling_per_token_logps"] = T(inp["sampling_per_token_logps"])
+        loss = self._compute_loss(None, inputs)
+        loss.backward()
+        met = self._metrics["train"]
+        out = {"loss": loss.item(), "grad_log_prob": lp.grad.tolist(),
+               "grad_entropy": (ent.grad if ent.grad is not None else torch.zeros_like(m)).tolist()}
+        for k in ("kl", "clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean", "cispo_clip_ratio", "vespo/phi_seq_mean", "policy_loss"):
+            if met.get(k): out[k] = met[k][-1]
+        return out
+
+    def flat(v):
+        if isinstance(v, list): return [y for x in v for y in flat(x)]
+        return [float(v)]
+
+    bad = n = 0
+    for line in open(OUT):
+        c = json.loads(line)
+        if c["fn"] != "trl.grpo_loss": continue
+        n += 1
+        got = run(c["params"], c["inputs"])
+        for k, w in c["expected"].items():
+            if k not in got:
+                if k == "policy_loss": continue  # TRL logs it only with an entropy bonus
+                print(f"MISSING {c['case']}: {k}"); bad += 1; continue
+            g, w = flat(got[k]), flat(w)
+            if len(g) != len(w) or any(abs(a - b) > 1e-6 * max(1, abs(b)) for a, b in zip(g, w)):
+                print(f"MISMATCH {c['case']}: {k}: trl {g[:6]} vs expected {w[:6]}"); bad += 1
+    print(f"checked {n} trl cases against TRL's own _compute_loss, {bad} mismatches")
+    return bad
+
+
 def main():
     advantage_cases()
     policy_loss_cases()
@@ -824,6 +1069,19 @@ def main():
         for c in CASES:
             f.write(json.dumps(c) + "\n")
     print(f"wrote {len(CASES)} cases to {os.path.normpath(OUT)}")
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--verl-src", help="verl checkout to cross-check against")
+    ap.add_argument("--trl-src", help="unpacked trl wheel to cross-check against")
+    args = ap.parse_args()
+    bad = 0
+    if args.verl_src:
+        bad += crosscheck_verl(args.verl_src)
+    if args.trl_src:
+        bad += crosscheck_trl(args.trl_src)
+    if bad:
+        raise SystemExit(f"{bad} mismatches against the anchors' own code")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,16 @@
 //! (verl's vectorised GRPO computes its group statistics in `float32`; we do
 //! the same so results agree to 1e-6 on the anchor's own tensors).
 //!
+//! # How this is verified
+//!
+//! `tests/data/compat_anchor_cases.jsonl` holds 90 known-answer cases written by
+//! `scripts/anchor_cases.py` (torch float64, autograd for every gradient), each
+//! compared with `eval` to 1e-6 by `tests/it/compat_anchor.rs`. The script's
+//! `--verl-src`/`--trl-src` mode runs the anchors' own code (verl @ b178a3cd
+//! `core_algos`, trl 1.16.0 `GRPOTrainer._compute_loss`) on the same cases: all
+//! agree, except the four `k*+` KL cases, where verl raises (see below).
+//! Gradients are also checked by finite differences (`compat_gradients.rs`).
+//!
 //! # Input policy
 //!
 //! Every input must be finite everywhere, including padding (the anchors
