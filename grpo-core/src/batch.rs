@@ -203,6 +203,68 @@ fn check_finite_masked(what: &str, a: &Array2<f64>, mask: &Array2<f64>) -> Resul
     Ok(())
 }
 
+fn validate_steps(steps: &[Vec<StepRecord>], rows: usize, cols: usize) -> Result<()> {
+    check_len("steps", steps.len(), rows)?;
+    for (i, row) in steps.iter().enumerate() {
+        for s in row {
+            if s.start > s.end || s.end > cols {
+                return Err(CoreError::InvalidParam {
+                    name: format!("steps[{i}]"),
+                    value: format!("{}..{}", s.start, s.end),
+                    reason: format!("span must satisfy start <= end <= T = {cols}"),
+                });
+            }
+            if !s.reward.is_finite() {
+                return Err(CoreError::NonFiniteReward {
+                    row: i,
+                    component: "step_reward".into(),
+                    value: s.reward,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_budgets(budgets: &[BudgetRecord], rows: usize, cols: usize) -> Result<()> {
+    check_len("budgets", budgets.len(), rows)?;
+    let s0 = budgets.first().map(|b| b.scores.len()).unwrap_or(0);
+    for (i, b) in budgets.iter().enumerate() {
+        check_len(&format!("budgets[{i}].scores"), b.scores.len(), s0)?;
+        check_len(
+            &format!("budgets[{i}].segment_ends"),
+            b.segment_ends.len(),
+            s0,
+        )?;
+        if s0 == 0 {
+            return Err(CoreError::Empty {
+                what: format!("budgets[{i}].scores"),
+            });
+        }
+        let mut prev = 0;
+        for &e in &b.segment_ends {
+            if e < prev || e > cols {
+                return Err(CoreError::InvalidParam {
+                    name: format!("budgets[{i}].segment_ends"),
+                    value: format!("{:?}", b.segment_ends),
+                    reason: format!("must be non-decreasing and <= T = {cols}"),
+                });
+            }
+            prev = e;
+        }
+        for &c in &b.scores {
+            if !c.is_finite() {
+                return Err(CoreError::NonFiniteReward {
+                    row: i,
+                    component: "budget_score".into(),
+                    value: c,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 impl ScoredBatch {
     /// Builds and validates a batch from the mask, the group index and the scalar reward.
     ///
@@ -301,66 +363,14 @@ impl ScoredBatch {
 
     /// Adds step records per row; spans must lie inside `[0, T)` with `start <= end`.
     pub fn with_steps(mut self, steps: Vec<Vec<StepRecord>>) -> Result<Self> {
-        check_len("steps", steps.len(), self.rows())?;
-        for (i, row) in steps.iter().enumerate() {
-            for s in row {
-                if s.start > s.end || s.end > self.cols() {
-                    return Err(CoreError::InvalidParam {
-                        name: format!("steps[{i}]"),
-                        value: format!("{}..{}", s.start, s.end),
-                        reason: format!("span must satisfy start <= end <= T = {}", self.cols()),
-                    });
-                }
-                if !s.reward.is_finite() {
-                    return Err(CoreError::NonFiniteReward {
-                        row: i,
-                        component: "step_reward".into(),
-                        value: s.reward,
-                    });
-                }
-            }
-        }
+        validate_steps(&steps, self.rows(), self.cols())?;
         self.steps = Some(steps);
         Ok(self)
     }
 
     /// Adds budget records per row (BRPO); every row must have the same number of budgets.
     pub fn with_budgets(mut self, budgets: Vec<BudgetRecord>) -> Result<Self> {
-        check_len("budgets", budgets.len(), self.rows())?;
-        let s0 = budgets.first().map(|b| b.scores.len()).unwrap_or(0);
-        for (i, b) in budgets.iter().enumerate() {
-            check_len(&format!("budgets[{i}].scores"), b.scores.len(), s0)?;
-            check_len(
-                &format!("budgets[{i}].segment_ends"),
-                b.segment_ends.len(),
-                s0,
-            )?;
-            if s0 == 0 {
-                return Err(CoreError::Empty {
-                    what: format!("budgets[{i}].scores"),
-                });
-            }
-            let mut prev = 0;
-            for &e in &b.segment_ends {
-                if e < prev || e > self.cols() {
-                    return Err(CoreError::InvalidParam {
-                        name: format!("budgets[{i}].segment_ends"),
-                        value: format!("{:?}", b.segment_ends),
-                        reason: format!("must be non-decreasing and <= T = {}", self.cols()),
-                    });
-                }
-                prev = e;
-            }
-            for &c in &b.scores {
-                if !c.is_finite() {
-                    return Err(CoreError::NonFiniteReward {
-                        row: i,
-                        component: "budget_score".into(),
-                        value: c,
-                    });
-                }
-            }
-        }
+        validate_budgets(&budgets, self.rows(), self.cols())?;
         self.budgets = Some(budgets);
         Ok(self)
     }
@@ -455,10 +465,10 @@ impl ScoredBatch {
             check_len("truncated", k.len(), b)?;
         }
         if let Some(s) = &self.steps {
-            self.clone().with_steps(s.clone())?;
+            validate_steps(s, b, t)?;
         }
         if let Some(s) = &self.budgets {
-            self.clone().with_budgets(s.clone())?;
+            validate_budgets(s, b, t)?;
         }
         Ok(())
     }
