@@ -588,7 +588,7 @@ fn run_in_slot(cfg: &SandboxConfig, slot: usize, spec: &RunSpec) -> Result<RunOu
         }
         let ready = |fd: i32| fds.iter().any(|p| p.fd == fd && p.revents != 0);
         if let Some(s) = stdout.as_mut().filter(|s| ready(s.as_raw_fd())) {
-            match drain(s, &mut chunk, &mut out_buf) {
+            match drain(s, &mut chunk, &mut out_buf, lim.stdout_cap) {
                 Drained::Eof => stdout = None,
                 Drained::Open => {}
             }
@@ -602,12 +602,13 @@ fn run_in_slot(cfg: &SandboxConfig, slot: usize, spec: &RunSpec) -> Result<RunOu
             }
         }
         if let Some(s) = stderr.as_mut().filter(|s| ready(s.as_raw_fd())) {
-            let before = err_buf.len();
-            let eof = matches!(drain(s, &mut chunk, &mut err_buf), Drained::Eof);
+            let eof = matches!(
+                drain(s, &mut chunk, &mut err_buf, lim.stderr_cap),
+                Drained::Eof
+            );
             if eof {
                 stderr = None;
             }
-            let _ = before;
             if err_buf.len() > lim.stderr_cap {
                 let cut = err_buf.len() - lim.stderr_cap;
                 err_buf.drain(..cut);
@@ -619,7 +620,7 @@ fn run_in_slot(cfg: &SandboxConfig, slot: usize, spec: &RunSpec) -> Result<RunOu
             }
         }
         if let Some(s) = status.as_mut().filter(|s| ready(s.as_raw_fd())) {
-            if let Drained::Eof = drain(s, &mut chunk, &mut st_buf) {
+            if let Drained::Eof = drain(s, &mut chunk, &mut st_buf, 1 << 16) {
                 status = None;
             }
             if setup_time.is_none() && st_buf.len() >= Report::SIZE {
@@ -724,13 +725,13 @@ enum Drained {
 }
 
 /// Reads everything currently available from a non-blocking fd.
-fn drain(r: &mut impl Read, chunk: &mut [u8], buf: &mut Vec<u8>) -> Drained {
+fn drain(r: &mut impl Read, chunk: &mut [u8], buf: &mut Vec<u8>, cap: usize) -> Drained {
     loop {
         match r.read(chunk) {
             Ok(0) => return Drained::Eof,
             Ok(n) => {
                 buf.extend_from_slice(&chunk[..n]);
-                if buf.len() > (64 << 20) {
+                if buf.len() > cap {
                     return Drained::Open; // let the caller apply its cap
                 }
             }
