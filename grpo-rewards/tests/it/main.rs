@@ -5,4 +5,3 @@ mod code_humaneval;
 mod math_cases;
 mod sandbox;
 mod toolcall;
-mod gui;
