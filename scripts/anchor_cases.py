@@ -1057,6 +1057,61 @@ def crosscheck_trl(src):
     return bad
 
 
+def random_combo_cases(n_verl=16, n_trl=24):
+    """Random shapes and parameter combinations (seeded), beyond the hand-picked cases."""
+    fns = {"vanilla": vanilla, "gspo": gspo, "sapo": sapo, "cispo": cispo, "gpg": gpg_loss,
+           "geo_mean": geo_mean, "kl_cov": kl_cov, "reinforce": reinforce}
+    modes = ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
+    names = sorted(fns)
+    for k in range(n_verl):
+        B, T = int(RNG.integers(1, 6)), int(RNG.integers(1, 9))
+        lengths = [int(RNG.integers(1, T + 1)) for _ in range(B)]
+        x = loss_inputs(B, T, lengths, spread=float(RNG.uniform(0.05, 1.0)), seq_adv=bool(RNG.integers(0, 2)))
+        name = names[k % len(names)]
+        p = {"loss_agg_mode": modes[int(RNG.integers(0, 4))], "clip_ratio_low": float(np.round(RNG.uniform(0.05, 0.3), 3)),
+             "clip_ratio_high": float(np.round(RNG.uniform(0.05, 0.4), 3)), "clip_ratio_c": float(np.round(RNG.uniform(1.5, 4), 3))}
+        if name == "kl_cov":
+            p.update({"kl_cov_ratio": 0.25, "ppo_kl_coef": 0.2})
+        isw = t(np.round(RNG.uniform(0.5, 1.5, size=(B, T)), 6)) if RNG.integers(0, 2) else None
+        old_key = "rollout_log_prob" if name == "reinforce" else "old_log_prob"
+        loss_case(f"random verl {name} #{k}", f"verl.compute_policy_loss_{name}", p, fns[name], x, isw, old_key)
+    lts = ["grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "vespo", "luspo"]
+    for k in range(n_trl):
+        B, T = int(RNG.integers(1, 6)), int(RNG.integers(1, 9))
+        m = mask_from_lengths([int(RNG.integers(1, T + 1)) for _ in range(B)], T)
+        old = t(rnd((B, T), 0.8)) - 1.5
+        inputs = {"log_prob": old + t(rnd((B, T), float(RNG.uniform(0.05, 0.6)))), "old_log_prob": old,
+                  "advantages": t(rnd((B,), 1.0)) if RNG.integers(0, 3) else t(rnd((B, T), 1.0)), "response_mask": m}
+        lt = lts[k % len(lts)]
+        p = {"loss_type": lt, "importance_sampling_level": ["token", "sequence"][int(RNG.integers(0, 2))],
+             "epsilon": float(np.round(RNG.uniform(0.05, 0.3), 3)), "gradient_accumulation_steps": int(RNG.integers(1, 4))}
+        p["steps_per_generation"] = p["gradient_accumulation_steps"] * int(RNG.integers(1, 3))
+        if lt == "cispo":
+            p["epsilon_high"] = float(np.round(RNG.uniform(0.9, 1.5), 3))
+        elif RNG.integers(0, 2):
+            p["epsilon_high"] = float(np.round(RNG.uniform(0.1, 0.4), 3))
+        if RNG.integers(0, 3) == 0 and lt in ("grpo", "bnpo", "dr_grpo", "dapo", "luspo"):
+            p["delta"] = float(np.round(RNG.uniform(1.2, 2.0), 3))
+        if RNG.integers(0, 2):
+            p["beta"] = float(np.round(RNG.uniform(0.01, 0.2), 3))
+            p["use_bias_correction_kl"] = bool(RNG.integers(0, 2))
+            inputs["ref_log_prob"] = old + t(rnd((B, T), 0.3))
+        if RNG.integers(0, 3) == 0:
+            inputs["entropy"] = t(np.round(RNG.uniform(0.0, 3.0, size=(B, T)), 6))
+            p["top_entropy_quantile"] = float(np.round(RNG.uniform(0.2, 0.9), 3))
+            p["entropy_coef"] = float(np.round(RNG.uniform(0.0, 0.05), 4))
+        if RNG.integers(0, 3) == 0:
+            inputs["importance_sampling_ratio"] = t(np.round(RNG.uniform(0.6, 1.4, size=(B, T)), 6))
+        if RNG.integers(0, 3) == 0:
+            p["off_policy_mask_threshold"] = float(np.round(RNG.uniform(0.0, 0.2), 3))
+        if lt == "dr_grpo":
+            p["max_completion_length"] = int(RNG.integers(T, 3 * T + 1))
+        if lt in ("dapo", "cispo", "vespo") and RNG.integers(0, 2):
+            p["num_items_in_batch"] = float(m.sum() * RNG.integers(1, 4))
+            p["num_processes"] = int(RNG.integers(1, 3))
+        add(f"random trl {lt} #{k}", "trl.grpo_loss", p, inputs, trl_loss({k2: lst(v) for k2, v in inputs.items()}, p))
+
+
 def main():
     advantage_cases()
     policy_loss_cases()
@@ -1064,6 +1119,7 @@ def main():
     kl_cases()
     whiten_cases()
     trl_cases()
+    random_combo_cases()
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
         for c in CASES:

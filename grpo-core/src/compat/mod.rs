@@ -19,7 +19,7 @@
 //!
 //! # How this is verified
 //!
-//! `tests/data/compat_anchor_cases.jsonl` holds 90 known-answer cases written by
+//! `tests/data/compat_anchor_cases.jsonl` holds 130 known-answer cases written by
 //! `scripts/anchor_cases.py` (torch float64, autograd for every gradient), each
 //! compared with `eval` to 1e-6 by `tests/it/compat_anchor.rs`. The script's
 //! `--verl-src`/`--trl-src` mode runs the anchors' own code (verl @ b178a3cd
