@@ -9,3 +9,5 @@ mod compat_props;
 mod compat_quirks;
 mod loss_props;
 mod sampler_properties;
+mod loss_invariants;
+mod kl_props;
