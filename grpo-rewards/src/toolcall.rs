@@ -162,8 +162,10 @@ fn call_from_json(v: &Value) -> std::result::Result<ToolCall, String> {
     if let Some(f) = obj.get("function") {
         return call_from_json(f);
     }
-    if obj.len() == 1 {
-        if let Some((name, Value::Object(a))) = obj.iter().next() {
+    if obj.len() == 1
+        && let Some((name, Value::Object(a))) = obj.iter().next()
+    {
+        {
             return Ok(ToolCall {
                 name: name.clone(),
                 arguments: a.clone(),
@@ -230,6 +232,22 @@ pub fn parse_tool_calls(text: &str) -> std::result::Result<Vec<ToolCall>, String
         depth: 0,
     };
     p.calls()
+}
+
+/// Parses one Python literal (numbers, strings, True/False/None, lists,
+/// tuples, dicts) into JSON; used by the GUI action parser.
+pub fn parse_python_literal(text: &str) -> std::result::Result<Value, String> {
+    let mut p = Py {
+        c: text.trim().chars().collect(),
+        i: 0,
+        depth: 0,
+    };
+    let v = p.value()?;
+    p.ws();
+    if p.i != p.c.len() {
+        return Err(format!("trailing text after the literal at {}", p.i));
+    }
+    Ok(v)
 }
 
 /// A restricted parser for Python call lists: names, keyword arguments and
@@ -536,8 +554,10 @@ pub fn validate_call(
             ));
         };
         type_ok(v, s, cfg, k).map_err(|e| (ErrorKind::TypeError, e))?;
-        if let Some(Value::Array(allowed)) = s.get("enum") {
-            if !allowed.iter().any(|a| json_eq(a, v)) {
+        if let Some(Value::Array(allowed)) = s.get("enum")
+            && !allowed.iter().any(|a| json_eq(a, v))
+        {
+            {
                 return Err((
                     ErrorKind::ValueMismatch,
                     format!("`{k}` = {v} is not one of the enum values"),
@@ -640,8 +660,10 @@ fn check_one(
     let func = functions
         .iter()
         .find(|f| function_name(f).is_some_and(|n| names_equal(n, expected_name, cfg)));
-    if let Some(f) = func {
-        if let Err((kind, msg)) = validate_call(call, f, cfg) {
+    if let Some(f) = func
+        && let Err((kind, msg)) = validate_call(call, f, cfg)
+    {
+        {
             let id = match kind {
                 ErrorKind::MissingRequired => "simple_function_checker:missing_required",
                 ErrorKind::UnexpectedParam => "simple_function_checker:unexpected_param",
