@@ -119,7 +119,29 @@ fn default_three() -> f64 {
 
 impl Default for GrpoLossParams {
     fn default() -> Self {
-        serde_json::from_str("{}").unwrap_or_else(|_| unreachable!("all fields have defaults"))
+        Self {
+            loss_type: default_loss_type(),
+            epsilon: default_epsilon(),
+            epsilon_high: None,
+            delta: None,
+            beta: 0.0,
+            use_bias_correction_kl: true,
+            importance_sampling_level: default_level(),
+            top_entropy_quantile: 1.0,
+            entropy_coef: 0.0,
+            max_completion_length: default_max_len(),
+            num_items_in_batch: None,
+            gradient_accumulation_steps: 1.0,
+            num_processes: 1.0,
+            steps_per_generation: None,
+            sapo_temperature_pos: 1.0,
+            sapo_temperature_neg: default_tau_neg(),
+            vespo_k_pos: default_two(),
+            vespo_lambda_pos: default_three(),
+            vespo_k_neg: default_three(),
+            vespo_lambda_neg: default_two(),
+            off_policy_mask_threshold: None,
+        }
     }
 }
 
@@ -577,6 +599,13 @@ pub fn grpo_loss(x: &GrpoLossInputs<'_>, p: &GrpoLossParams) -> Result<GrpoLossO
 mod tests {
     use super::*;
     use ndarray::array;
+
+    #[test]
+    fn default_matches_serde_defaults() {
+        let from_json: GrpoLossParams = serde_json::from_str("{}").unwrap();
+        let d = GrpoLossParams::default();
+        assert_eq!(format!("{from_json:?}"), format!("{d:?}"));
+    }
 
     #[test]
     fn quantile_interpolates_linearly() {
