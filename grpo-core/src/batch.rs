@@ -402,6 +402,19 @@ impl ScoredBatch {
 
     /// Re-validates every field (useful after editing public fields directly).
     pub fn validate(&self) -> Result<()> {
+        self.check(true)
+    }
+
+    /// The O(B) part of [`ScoredBatch::validate`]: every shape and length, group index,
+    /// step spans, budget records and the finiteness of per-row rewards — but not the
+    /// per-token scans (mask values, finiteness of `[B,T]` extras). Estimators call this
+    /// on entry, so a batch whose public fields were edited into an inconsistent state
+    /// gives a named error, never a panic.
+    pub fn validate_shapes(&self) -> Result<()> {
+        self.check(false)
+    }
+
+    fn check(&self, tokens: bool) -> Result<()> {
         let (b, t) = self.mask.dim();
         if b == 0 {
             return Err(CoreError::Empty {
@@ -413,14 +426,16 @@ impl ScoredBatch {
                 what: "response_mask columns".into(),
             });
         }
-        for ((i, c), &v) in self.mask.indexed_iter() {
-            if v != 0.0 && v != 1.0 {
-                return Err(CoreError::InvalidMask {
-                    what: "response_mask".into(),
-                    row: i,
-                    col: c,
-                    value: v,
-                });
+        if tokens {
+            for ((i, c), &v) in self.mask.indexed_iter() {
+                if v != 0.0 && v != 1.0 {
+                    return Err(CoreError::InvalidMask {
+                        what: "response_mask".into(),
+                        row: i,
+                        col: c,
+                        value: v,
+                    });
+                }
             }
         }
         if self.group.len() != b {
@@ -451,7 +466,9 @@ impl ScoredBatch {
         for (name, a) in pairs {
             if let Some(a) = a {
                 check_shape2(name, a, b, t)?;
-                check_finite_masked(name, a, &self.mask)?;
+                if tokens {
+                    check_finite_masked(name, a, &self.mask)?;
+                }
             }
         }
         if let Some(v) = &self.baseline_reward {

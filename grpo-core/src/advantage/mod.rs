@@ -306,6 +306,7 @@ impl AdvantageEstimator {
         rng: &mut ChaCha8Rng,
     ) -> Result<AdvantageOutput> {
         use AdvantageConfig::*;
+        batch.validate_shapes()?;
         match &self.config {
             Grpo(c) => grpo::grpo(c, batch),
             DrGrpo(c) => grpo::dr_grpo(c, batch),

@@ -555,3 +555,63 @@ fn riskpo_state_moves_and_round_trips() {
     assert_eq!(&back, e.state());
     assert!(AdvantageEstimator::with_state(cfg(json!({"type": "grpo"})), back).is_err());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Rewards far from [0, 1] (scaled by 1e-9 … 1e9 and shifted) stay finite for every
+    /// estimator that accepts unbounded rewards (BNPO and SPO require a bounded range).
+    #[test]
+    fn extreme_reward_scales_stay_finite(spec in batch_spec(), exp in -9i32..10, shift in -1e6f64..1e6) {
+        let mut b = build(&spec);
+        let scale = 10f64.powi(exp);
+        b.reward.mapv_inplace(|x| x * scale + shift);
+        for comp in b.components.iter_mut() {
+            comp.values.mapv_inplace(|x| x * scale + shift);
+        }
+        for (name, v) in advantage_examples() {
+            if matches!(name, "bnpo" | "spo") {
+                continue;
+            }
+            let o = advantage::compute(&cfg(v), &b, &mut ChaCha8Rng::seed_from_u64(1))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            prop_assert!(o.advantages.iter().all(|x| x.is_finite()), "{} not finite", name);
+            prop_assert!(o.returns.iter().all(|x| x.is_finite()), "{} returns not finite", name);
+        }
+    }
+}
+
+#[test]
+fn inconsistent_public_fields_are_errors_not_panics() {
+    let b = build(&BatchSpec {
+        group_sizes: vec![2, 3],
+        t: 4,
+        seed: 9,
+        binary: false,
+        constant_groups: vec![false, false],
+    });
+    let mut bad = Vec::new();
+    let mut x = b.clone();
+    x.group.pop();
+    bad.push(x);
+    let mut x = b.clone();
+    x.old_log_prob = Some(ndarray::Array2::zeros((5, 3)));
+    bad.push(x);
+    let mut x = b.clone();
+    x.steps.as_mut().unwrap()[0][0].end = 99;
+    bad.push(x);
+    let mut x = b.clone();
+    x.budgets.as_mut().unwrap()[1].scores.push(0.5);
+    bad.push(x);
+    let mut x = b.clone();
+    x.reward[2] = f64::NAN;
+    bad.push(x);
+    for (k, x) in bad.iter().enumerate() {
+        for (name, v) in advantage_examples() {
+            assert!(
+                advantage::compute(&cfg(v), x, &mut ChaCha8Rng::seed_from_u64(0)).is_err(),
+                "case {k}: {name}"
+            );
+        }
+    }
+}
