@@ -35,8 +35,9 @@
 //! Native registry names are accepted too: an advantage estimator or policy
 //! loss (`fn = "grpo"`, `"ppo_clip"`, ...) gets `params` deserialised into its
 //! serde-tagged config with `type = fn` (see `native_advantage` / `native_loss`
-//! below for the inputs each reads); other native kinds (filters, samplers,
-//! KL controllers) are not evaluable here and return an error saying so.
+//! below for the inputs each reads), and so do aggregations, KL estimators and
+//! KL controllers; filters and samplers (which need RNG streams and prompt
+//! pools) are not evaluable here and return an error saying so.
 
 use std::collections::BTreeSet;
 
@@ -601,10 +602,13 @@ fn dispatch(name: &str, p: Map<String, Value>, inp: &mut Inputs) -> Result<Value
         other => match crate::registry::find(other) {
             Some(e) if e.kind == Kind::Advantage => native_advantage(e.name, p, inp),
             Some(e) if e.kind == Kind::Loss => native_loss(e.name, p, inp),
+            Some(e) if e.kind == Kind::Kl => native_kl(e.name, p, inp),
+            Some(e) if e.kind == Kind::Aggregation => native_agg(e.name, p, inp),
+            Some(e) if e.kind == Kind::KlController => native_kl_controller(e.name, p, inp),
             Some(e) => Err(field(
                 "fn",
                 format!(
-                    "`{}` is a native {:?} item; `eval` evaluates anchor functions, advantage estimators and policy losses",
+                    "`{}` is a native {:?} item; `eval` evaluates anchor functions, advantage estimators, policy losses, aggregations, KL estimators and KL controllers",
                     e.name, e.kind
                 ),
             )),
@@ -743,6 +747,78 @@ fn native_loss(name: &str, p: Map<String, Value>, inp: &mut Inputs) -> Result<Va
     let metrics = serde_json::to_value(&out.metrics).map_err(|e| field("fn", e.to_string()))?;
     m.insert("metrics".into(), metrics);
     Ok(Value::Object(m))
+}
+
+/// A native KL estimator (`crate::kl::KlEstimator`, no params): inputs `log_prob`,
+/// `ref_log_prob`, optional `old_log_prob` (default `log_prob`; used by
+/// `k3_bias_corrected`) and `response_mask`. Outputs `kl` and
+/// `grad_log_prob_of_masked_sum`.
+fn native_kl(name: &str, p: Map<String, Value>, inp: &mut Inputs) -> Result<Value> {
+    no_params(p)?;
+    let est: crate::kl::KlEstimator = serde_json::from_value(Value::String(name.into()))
+        .map_err(|e| field("fn", e.to_string()))?;
+    let lp = inp.mat("log_prob")?;
+    let rp = inp.mat("ref_log_prob")?;
+    let old = inp.opt_mat("old_log_prob")?.unwrap_or_else(|| lp.clone());
+    let mask = inp
+        .opt_mat("response_mask")?
+        .unwrap_or_else(|| Array2::ones(lp.dim()));
+    super::check_mask("response_mask", &mask.view())?;
+    for (what, a) in [
+        ("log_prob", &lp),
+        ("ref_log_prob", &rp),
+        ("old_log_prob", &old),
+    ] {
+        super::check_tokens(what, &a.view(), &mask.view())?;
+    }
+    let mut kl = Array2::zeros(lp.dim());
+    let mut grad = Array2::zeros(lp.dim());
+    for ((i, s), &l) in lp.indexed_iter() {
+        let (v, g) = est.value_grad(l, rp[[i, s]], old[[i, s]]).ok_or_else(|| {
+            field(
+                "fn",
+                format!("`{name}` has no log-prob formula (its value comes from the logits)"),
+            )
+        })?;
+        kl[[i, s]] = v;
+        grad[[i, s]] = g * mask[[i, s]];
+    }
+    Ok(json!({ "kl": mat_json(&kl), "grad_log_prob_of_masked_sum": mat_json(&grad) }))
+}
+
+/// A native aggregation (`crate::loss::Aggregation`, params as its serde config):
+/// inputs `loss_mat`, `loss_mask` (or `response_mask`). Outputs `loss`, `grad_loss_mat`.
+fn native_agg(name: &str, p: Map<String, Value>, inp: &mut Inputs) -> Result<Value> {
+    let agg: crate::loss::Aggregation = native_config(name, p)?;
+    let lm = inp.mat("loss_mat")?;
+    let mask = match inp.opt_mat("loss_mask")? {
+        Some(m) => m,
+        None => inp
+            .mat("response_mask")
+            .map_err(|_| field("inputs.loss_mask", "missing"))?,
+    };
+    super::check_mask("loss_mask", &mask.view())?;
+    super::check_tokens("loss_mat", &lm.view(), &mask.view())?;
+    let w = agg.weights(mask.view())?;
+    Ok(json!({ "loss": (&w * &lm).sum(), "grad_loss_mat": mat_json(&w) }))
+}
+
+/// A native KL controller (`crate::kl::KlControllerConfig`): input
+/// `updates: [[current_kl, n_steps], ...]`; output `values_after_each_update`.
+fn native_kl_controller(name: &str, p: Map<String, Value>, inp: &mut Inputs) -> Result<Value> {
+    let cfg: crate::kl::KlControllerConfig = native_config(name, p)?;
+    let mut ctl = crate::kl::KlController::new(cfg)?;
+    let mut out = Vec::new();
+    for (row, (kl, n)) in inp.updates()?.into_iter().enumerate() {
+        if !(n >= 0.0 && n.fract() == 0.0 && n <= u64::MAX as f64) {
+            return Err(field(
+                "inputs.updates",
+                format!("row {row}: n_steps must be a non-negative integer, got {n}"),
+            ));
+        }
+        out.push(ctl.update(kl, n as u64)?);
+    }
+    Ok(json!({ "values_after_each_update": out }))
 }
 
 #[cfg(test)]

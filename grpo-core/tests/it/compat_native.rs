@@ -76,3 +76,63 @@ fn native_errors_name_the_field() {
     .to_string();
     assert!(e.starts_with("field inputs.index"), "{e}");
 }
+
+#[test]
+fn native_kl_aggregation_and_controller_match_the_verl_anchors() {
+    let kl_in = json!({"log_prob": [[-1.0, -30.0, -0.5]], "ref_log_prob": [[24.0, -1.0, -0.9]],
+        "response_mask": [[1, 1, 0]]});
+    for (native, anchor) in [
+        ("k1", "kl"),
+        ("k2", "mse"),
+        ("k3", "low_var_kl"),
+        ("abs", "abs"),
+        ("k3_plus", "k3+"),
+    ] {
+        let n = eval(&json!({"fn": native, "inputs": kl_in})).unwrap();
+        let a = eval(
+            &json!({"fn": "verl.kl_penalty", "params": {"kl_penalty": anchor}, "inputs": kl_in}),
+        )
+        .unwrap();
+        assert!(
+            max_abs_diff(&n["outputs"]["kl"], &a["outputs"]["kl"]) < 1e-12,
+            "{native}"
+        );
+        let (g, h) = (
+            &n["outputs"]["grad_log_prob_of_masked_sum"],
+            &a["outputs"]["grad_log_prob_of_masked_sum"],
+        );
+        assert!(max_abs_diff(g, h) < 1e-12, "{native}");
+    }
+    let agg_in = json!({"loss_mat": [[1.0, 2.0, 9.0], [3.0, 4.0, 5.0]], "loss_mask": [[1, 1, 0], [1, 1, 1]]});
+    let n = eval(
+        &json!({"fn": "seq_mean_token_sum_norm", "params": {"normalizer": 7.0}, "inputs": agg_in}),
+    )
+    .unwrap();
+    let a = eval(&json!({"fn": "verl.agg_loss",
+        "params": {"loss_agg_mode": "seq-mean-token-sum-norm", "loss_scale_factor": 7.0}, "inputs": agg_in}))
+    .unwrap();
+    assert!((n["outputs"]["loss"].as_f64().unwrap() - 15.0 / 7.0).abs() < 1e-12);
+    assert!(
+        max_abs_diff(
+            &n["outputs"]["grad_loss_mat"],
+            &a["outputs"]["grad_loss_mat"]
+        ) < 1e-15
+    );
+    let up = json!({"updates": [[0.3, 100], [0.05, 200], [0.1, 50]]});
+    let n = eval(&json!({"fn": "adaptive", "params": {"init_kl_coef": 0.2, "target_kl": 0.1, "horizon": 1000},
+        "inputs": up}))
+    .unwrap();
+    let a = eval(&json!({"fn": "verl.AdaptiveKLController",
+        "params": {"init_kl_coef": 0.2, "target_kl": 0.1, "horizon": 1000}, "inputs": up}))
+    .unwrap();
+    let (x, y) = (
+        &n["outputs"]["values_after_each_update"],
+        &a["outputs"]["values_after_each_update"],
+    );
+    assert!(max_abs_diff(x, y) < 1e-15);
+    let e = eval(&json!({"fn": "adaptive", "params": {"init_kl_coef": 0.2, "target_kl": 0.1, "horizon": 1000},
+        "inputs": {"updates": [[0.3, 1.5]]}}))
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("field inputs.updates"), "{e}");
+}
