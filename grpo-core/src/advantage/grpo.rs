@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AdvantageOutput, Scale, SingletonPolicy, group_normalise};
+use super::{AdvantageOutput, Scale, SingletonPolicy, frac_zero_std, group_normalise};
 use crate::batch::ScoredBatch;
 use crate::error::Result;
 
@@ -23,6 +23,10 @@ pub struct GrpoConfig {
     /// ε added to the std (verl default 1e-6; TRL uses 1e-4).
     #[serde(default = "eps_verl")]
     pub epsilon: f64,
+    /// Optional floor on the group std, `max(σ, floor) + ε` (NeMo-RL's guard against fp32
+    /// residue std amplifying near-equal rewards; default none, as verl/TRL).
+    #[serde(default)]
+    pub std_floor: Option<f64>,
     /// Groups of one row (default: error).
     #[serde(default)]
     pub singleton: SingletonPolicy,
@@ -52,14 +56,16 @@ pub struct GrpoBatchStdConfig {
 /// GRPO advantage (§3.1).
 pub fn grpo(c: &GrpoConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
     let r = batch.reward.to_vec();
-    let a = group_normalise(
-        &r,
-        &batch.groups(),
-        Scale::GroupStd(c.epsilon),
-        c.singleton,
-        "grpo",
-    )?;
-    Ok(AdvantageOutput::outcome(batch, &a))
+    let groups = batch.groups();
+    let scale = match c.std_floor {
+        Some(f) => Scale::GroupStdFloored(c.epsilon, f),
+        None => Scale::GroupStd(c.epsilon),
+    };
+    let a = group_normalise(&r, &groups, scale, c.singleton, "grpo")?;
+    Ok(
+        AdvantageOutput::outcome(batch, &a)
+            .with_metric("frac_zero_std", frac_zero_std(&r, &groups)),
+    )
 }
 
 /// Dr.GRPO advantage (§3.2).
@@ -100,6 +106,7 @@ mod tests {
         .unwrap();
         let c = GrpoConfig {
             epsilon: 0.0,
+            std_floor: None,
             singleton: SingletonPolicy::Error,
         };
         let out = grpo(&c, &b).unwrap();
@@ -116,6 +123,7 @@ mod tests {
         let b = ScoredBatch::from_outcome(&[3.0], &[4], &[1]).unwrap();
         let mut c = GrpoConfig {
             epsilon: 1e-6,
+            std_floor: None,
             singleton: SingletonPolicy::Error,
         };
         assert!(grpo(&c, &b).is_err());
@@ -123,5 +131,19 @@ mod tests {
         assert!((grpo(&c, &b).unwrap().advantages[[0, 0]] - 3.0 / (1.0 + 1e-6)).abs() < 1e-15);
         c.singleton = SingletonPolicy::Zero;
         assert_eq!(grpo(&c, &b).unwrap().advantages[[0, 0]], 0.0);
+    }
+
+    #[test]
+    fn std_floor_and_frac_zero_std() {
+        let b = ScoredBatch::from_outcome(&[1.0, 1.0 + 1e-9, 2.0, 2.0], &[0, 0, 1, 1], &[1; 4])
+            .unwrap();
+        let c = GrpoConfig {
+            epsilon: 0.0,
+            std_floor: Some(1e-3),
+            singleton: SingletonPolicy::Error,
+        };
+        let out = grpo(&c, &b).unwrap();
+        assert!(out.advantages[[1, 0]] > 0.0 && out.advantages[[1, 0]] < 1e-6);
+        assert_eq!(out.metrics["frac_zero_std"], 0.5);
     }
 }

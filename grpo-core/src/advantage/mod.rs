@@ -198,7 +198,8 @@ impl AdvantageConfig {
     pub fn validate(&self) -> Result<()> {
         use AdvantageConfig::*;
         match self {
-            Grpo(c) => non_negative("epsilon", c.epsilon),
+            Grpo(c) => non_negative("epsilon", c.epsilon)
+                .and(c.std_floor.map_or(Ok(()), |f| non_negative("std_floor", f))),
             DrGrpo(_) | Rloo(_) | Remax(_) | Opo(_) | Gpg(_) | ReinforcePlusPlusBaseline(_) => {
                 Ok(())
             }
@@ -424,6 +425,8 @@ pub(crate) enum Scale {
     None,
     /// Divide by `σ_k + ε` (unbiased group std).
     GroupStd(f64),
+    /// Divide by `max(σ_k, floor) + ε`.
+    GroupStdFloored(f64, f64),
 }
 
 /// Group-centred (and optionally std-scaled) values: `(x_i − μ_k)/(σ_k + ε)`.
@@ -451,7 +454,7 @@ pub(crate) fn group_normalise(
                 SingletonPolicy::Zero => 0.0,
                 SingletonPolicy::Anchor => match scale {
                     Scale::None => x[i],
-                    Scale::GroupStd(eps) => x[i] / (1.0 + eps),
+                    Scale::GroupStd(eps) | Scale::GroupStdFloored(eps, _) => x[i] / (1.0 + eps),
                 },
             };
             continue;
@@ -464,12 +467,30 @@ pub(crate) fn group_normalise(
         let div = match scale {
             Scale::None => 1.0,
             Scale::GroupStd(eps) => crate::stats::std_unbiased(&vals).unwrap_or(0.0) + eps,
+            Scale::GroupStdFloored(eps, floor) => {
+                crate::stats::std_unbiased(&vals).unwrap_or(0.0).max(floor) + eps
+            }
         };
         for &i in rows {
             out[i] = if div > 0.0 { (x[i] - mu) / div } else { 0.0 };
         }
     }
     Ok(out)
+}
+
+/// Fraction of groups (of size ≥ 2) whose values are all identical (`frac_zero_std`;
+/// 0 when there is no such group).
+pub(crate) fn frac_zero_std(x: &[f64], groups: &Groups) -> f64 {
+    let (mut n, mut z) = (0usize, 0usize);
+    for (_, rows) in groups.iter() {
+        if rows.len() >= 2 {
+            n += 1;
+            if rows.iter().all(|&i| x[i] == x[rows[0]]) {
+                z += 1;
+            }
+        }
+    }
+    if n == 0 { 0.0 } else { z as f64 / n as f64 }
 }
 
 /// Group means with a singleton policy: `Err` / `None` (advantage 0) / `Some(0)` (anchor).
