@@ -450,13 +450,15 @@ def check_manifest():
 def check_saved(torch, transformers):
     """Save every fixture model with our code, load the copy in transformers, compare log-probs."""
     worst = 0.0
+    subprocess.run(["cargo", "build", "-q", "-p", "grpo-model", "--example", "resave"], check=True, cwd=ROOT)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    resave = target / "debug" / "examples" / "resave"
     with tempfile.TemporaryDirectory() as tmp:
         for name, kind, _, _ in MODELS:
             src = FIX / "models" / name
             for variant in ("f32", "bf16", "sharded"):
                 dst = Path(tmp) / f"{name}-{variant}"
-                cmd = ["cargo", "run", "-q", "-p", "grpo-model", "--example", "resave", "--",
-                       str(src), str(dst), variant]
+                cmd = [str(resave), str(src), str(dst), variant]
                 subprocess.run(cmd, check=True, cwd=ROOT)
                 model = transformers.AutoModelForCausalLM.from_pretrained(
                     dst, dtype=torch.float32, attn_implementation="eager")
