@@ -156,7 +156,17 @@ fn bench_logprob(c: &mut Criterion) {
     let (mut dh, mut dlm) = (vec![0.0f32; t * h], vec![0.0f32; v * h]);
     let ones = vec![1.0f32; t];
     let zeros = vec![0.0f32; t];
-    for chunk in [4096usize, 16384] {
+    for chunk in [1024usize, 4096] {
+        group.bench_function(BenchmarkId::new("fused_fwd", chunk), |b| {
+            b.iter(|| {
+                logprob::logprob_fwd(
+                    &mut lp, &mut ent, &mut lse, &hidden, &lm, &targets, t, h, v, chunk,
+                )
+                .unwrap()
+            })
+        });
+    }
+    for chunk in [1024usize, 4096, 16384] {
         group.bench_function(BenchmarkId::new("fused_fwd_bwd", chunk), |b| {
             b.iter(|| {
                 logprob::logprob_fwd(

@@ -26,6 +26,7 @@
 //! backward recomputes probabilities as `exp(score − lse)` (flash-attention style).
 
 use super::gemm::{MatMut, MatRef, gemm_strided};
+use super::math;
 use crate::Result;
 use crate::error::{check_len, checked_size, invalid};
 use gemm::Parallelism;
@@ -220,18 +221,11 @@ pub fn attention_fwd(
             for (r, row) in s.chunks_mut(kv_len).enumerate() {
                 let limit = dims.q_offset + i0 + r + 1; // allowed keys: 0..limit
                 let (live, masked) = row.split_at_mut(limit);
-                let m = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0.0f32;
-                for x in live.iter_mut() {
-                    *x = (*x - m).exp();
-                    sum += *x;
-                }
-                let inv = 1.0 / sum;
-                for x in live.iter_mut() {
-                    *x *= inv;
-                }
+                let m = math::max(live);
+                let sum = math::exp_sub_inplace(live, m);
+                math::scale(live, (1.0 / sum) as f32);
                 masked.fill(0.0);
-                lse_blk[r] = m + sum.ln();
+                lse_blk[r] = (m as f64 + sum.ln()) as f32;
             }
             gemm_strided(
                 mat_mut(&mut o_blk[..bq * d], bq, d),
@@ -381,9 +375,7 @@ fn head_bwd(
             let limit = dims.q_offset + i0 + r + 1;
             let l = lse_h[i0 + r];
             let (live, masked) = row.split_at_mut(limit);
-            for x in live.iter_mut() {
-                *x = (*x - l).exp();
-            }
+            math::exp_sub_inplace(live, l);
             masked.fill(0.0);
             let base = ((i0 + r) * dims.hq + h) * d;
             delta[r] = dout[base..base + d]

@@ -24,6 +24,7 @@
 //! [`logits`] computes plain `[t, v]` logits for the few rows a sampler needs.
 
 use super::gemm::{MatMut, MatRef, gemm_strided, matmul};
+use super::math;
 use crate::error::{check_len, checked_size, invalid};
 use crate::{KernelError, Result};
 use gemm::Parallelism;
@@ -147,17 +148,11 @@ impl Online {
 
     /// Folds one chunk of logits into the statistics.
     fn absorb(&mut self, row: &[f32]) {
-        let mc = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mc = math::max(row);
         if mc == f32::NEG_INFINITY {
             return;
         }
-        let (mut c0, mut c1) = (0.0f64, 0.0f64);
-        for &z in row {
-            let x = z - mc;
-            let e = x.exp();
-            c0 += e as f64;
-            c1 += (e * x) as f64;
-        }
+        let (c0, c1) = math::exp_moments(row, mc);
         if self.s0 == 0.0 {
             *self = Online {
                 m: mc,
@@ -292,7 +287,7 @@ pub fn logprob_bwd(
                     let (ai, bi, li, hi) = (a[i], b[i], l[i], ent[i]);
                     for z in row.iter_mut() {
                         let logp = *z - li;
-                        let p = logp.exp();
+                        let p = math::exp(logp);
                         *z = -ai * p - bi * p * (logp + hi);
                     }
                     let id = tgt[i] as usize;

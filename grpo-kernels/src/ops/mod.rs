@@ -25,6 +25,7 @@ pub mod embedding;
 pub mod gemm;
 pub mod grad_norm;
 pub mod logprob;
+mod math;
 pub mod rmsnorm;
 pub mod rope;
 pub mod sample;

@@ -18,6 +18,7 @@
 //! log-probability under the temperature-1 softmax of the raw logits (what a trainer scoring
 //! the same token would compute).
 
+use super::math;
 use crate::error::invalid;
 use crate::{KernelError, Result};
 use rand::Rng;
@@ -125,12 +126,7 @@ pub fn sample(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rng) -> 
     if zmax == f32::NEG_INFINITY {
         return Err(invalid(OP, "logits", "every logit is -inf"));
     }
-    let raw_lse = zmax as f64
-        + logits
-            .iter()
-            .map(|&z| ((z - zmax) as f64).exp())
-            .sum::<f64>()
-            .ln();
+    let raw_lse = zmax as f64 + math::exp_moments(logits, zmax).0.ln();
     let raw = |i: usize| (logits[i] as f64 - raw_lse) as f32;
     if params.temperature == 0.0 {
         return Ok(Sampled {
@@ -139,28 +135,28 @@ pub fn sample(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rng) -> 
             logprob_raw: raw(argmax),
         });
     }
-    let inv_t = 1.0 / params.temperature as f64;
+    let inv_t = 1.0 / params.temperature;
     // Unnormalised tempered weights relative to the maximum (so the max has weight 1).
-    let weight = |i: usize| ((logits[i] - zmax) as f64 * inv_t).exp();
+    let weight = |i: usize| math::exp((logits[i] - zmax) * inv_t) as f64;
     let filtered =
         params.top_k > 0 && params.top_k < logits.len() || params.top_p < 1.0 || params.min_p > 0.0;
     if !filtered {
-        let total: f64 = (0..logits.len()).map(weight).sum();
+        let mut w: Vec<f32> = logits.iter().map(|&z| (z - zmax) * inv_t).collect();
+        let total = math::exp_sub_inplace(&mut w, 0.0);
         let u = rng.random::<f64>() * total;
         let mut acc = 0.0f64;
         let mut chosen = argmax;
-        for i in 0..logits.len() {
-            let w = weight(i);
-            if w == 0.0 {
+        for (i, &wi) in w.iter().enumerate() {
+            if wi == 0.0 {
                 continue;
             }
-            acc += w;
+            acc += wi as f64;
             chosen = i;
             if acc > u {
                 break;
             }
         }
-        let lp = (weight(chosen) / total).ln() as f32;
+        let lp = (w[chosen] as f64 / total).ln() as f32;
         return Ok(Sampled {
             token: chosen as u32,
             logprob: lp,

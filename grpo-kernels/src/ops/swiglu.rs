@@ -18,7 +18,7 @@ const CHUNK: usize = 4096;
 
 #[inline]
 fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    1.0 / (1.0 + super::math::exp(-x))
 }
 
 /// `out = silu(gate) ⊙ up`.
