@@ -11,3 +11,4 @@ mod loss_props;
 mod sampler_properties;
 mod loss_invariants;
 mod kl_props;
+mod loss_known;
