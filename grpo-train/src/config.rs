@@ -189,17 +189,19 @@ fn one_f32() -> f32 {
     1.0
 }
 
-/// Algorithm choices; each is a table whose `type` names a grpo-core registry item.
+/// Algorithm choices, each selected by its grpo-core registry name in `type`
+/// (see `grpo estimators list`); unknown names and parameters are errors.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AlgorithmSection {
-    /// Advantage estimator, e.g. `{ type = "grpo", ... }`.
-    pub advantage: toml::Table,
-    /// Policy loss, e.g. `{ type = "ppo_clip", clip_low = 0.2, clip_high = 0.28 }`.
-    pub loss: toml::Table,
-    /// Optional group filter, e.g. DAPO dynamic sampling.
+    /// Advantage estimator, e.g. `{ type = "grpo" }`.
+    pub advantage: grpo_core::advantage::AdvantageConfig,
+    /// Policy loss, e.g. `{ type = "ppo_clip", eps_low = 0.2, eps_high = 0.28, agg = { type = "token_mean" } }`.
+    pub loss: grpo_core::loss::LossConfig,
+    /// Drop groups whose rewards all agree (DAPO dynamic sampling's filter);
+    /// they carry no GRPO signal.
     #[serde(default)]
-    pub filter: Option<toml::Table>,
+    pub drop_zero_variance_groups: bool,
 }
 
 /// Optimiser (AdamW) and schedule.
@@ -406,17 +408,8 @@ impl RunConfigFile {
         {
             return Err(err("sft.thought_dropout", "must be in [0, 1)".into()));
         }
-        for (key, t) in [
-            ("algorithm.advantage", &self.algorithm.advantage),
-            ("algorithm.loss", &self.algorithm.loss),
-        ] {
-            if !t.contains_key("type") {
-                return Err(err(
-                    key,
-                    "missing `type` (a registry name; see `grpo estimators list`)".into(),
-                ));
-            }
-        }
+        self.algorithm.advantage.validate()?;
+        self.algorithm.loss.validate_params()?;
         Ok(())
     }
 

@@ -37,6 +37,9 @@ pub enum TrainError {
         /// The step of the last one.
         step: usize,
     },
+    /// An error from the model crate.
+    #[error(transparent)]
+    Model(#[from] grpo_model::Error),
     /// An error from grpo-core.
     #[error(transparent)]
     Core(#[from] grpo_core::CoreError),

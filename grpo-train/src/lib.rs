@@ -1,13 +1,26 @@
 //! The GRPO trainer: run config, SFT warm start and GRPO stages, evaluation,
 //! checkpoints with bit-exact resume, metrics (JSONL, TensorBoard, PNG plots).
 //!
-//! This crate is being built; see the open issues and ARCHITECTURE.md.
+//! ```no_run
+//! use grpo_train::{config, train, TrainOptions};
+//! let cfg = config::parse(config::DEFAULT_CONFIG, "default", &["grpo.steps=5".into()])?;
+//! let summary = train(cfg, &TrainOptions::default())?;
+//! println!("{summary}");
+//! # Ok::<(), grpo_train::TrainError>(())
+//! ```
 #![deny(missing_docs)]
 
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod plot;
+pub mod progress;
+pub mod schedule;
+pub mod state;
+pub mod task;
 pub mod tfevents;
+pub mod trainer;
 
 pub use error::{Result, TrainError};
+pub use trainer::{EvalResult, RunSummary, TrainOptions, train};

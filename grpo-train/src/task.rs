@@ -1,0 +1,378 @@
+//! The trainer's view of a task: a stream of training instances addressed by
+//! a cursor (so a resumed run sees the same data), a fixed held-out set
+//! disjoint from training prompts, and a verifier turning a completion into
+//! named reward components.
+
+use std::collections::HashSet;
+
+use grpo_envs::seed::derive_seed;
+use grpo_envs::task::{ArithmeticTask, Task, TaskInstance};
+
+use crate::config::TaskSection;
+use crate::error::{Result, TrainError};
+
+/// Reward components of one completion.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    /// 1 when the final answer is correct.
+    pub correct: f64,
+    /// 1 when the completion follows the task's format.
+    pub format: f64,
+}
+
+impl Score {
+    /// The scalar reward GRPO optimises: correctness (format is logged separately).
+    pub fn reward(&self) -> f64 {
+        self.correct
+    }
+}
+
+/// A task source for training and evaluation.
+pub struct TaskSource {
+    kind: Kind,
+    eval: Vec<TaskInstance>,
+    eval_prompts: HashSet<String>,
+    seed: u64,
+}
+
+enum Kind {
+    Arithmetic {
+        task: ArithmeticTask,
+        min_digits: u32,
+        max_digits: u32,
+    },
+    Dataset {
+        train: Vec<TaskInstance>,
+        math: grpo_rewards::math::MathConfig,
+    },
+}
+
+impl TaskSource {
+    /// Builds the task from its config section and the run seed.
+    pub fn new(section: &TaskSection, seed: u64) -> Result<Self> {
+        match section {
+            TaskSection::Arithmetic {
+                min_digits,
+                max_digits,
+                ops,
+                eval_size,
+            } => {
+                if *min_digits == 0 || min_digits > max_digits || *max_digits > 18 {
+                    return Err(TrainError::Config {
+                        location: Some("task.min_digits / task.max_digits".into()),
+                        message: format!(
+                            "need 1 <= min_digits <= max_digits <= 18, got {min_digits}..={max_digits}"
+                        ),
+                    });
+                }
+                if let Some(bad) = ops.iter().find(|o| !matches!(o.as_str(), "+" | "-" | "*")) {
+                    return Err(TrainError::Config {
+                        location: Some("task.ops".into()),
+                        message: format!("unknown operator {bad:?} (use \"+\", \"-\", \"*\")"),
+                    });
+                }
+                let task = ArithmeticTask::with_ops(&ops.concat());
+                let mut src = TaskSource {
+                    kind: Kind::Arithmetic {
+                        task,
+                        min_digits: *min_digits,
+                        max_digits: *max_digits,
+                    },
+                    eval: Vec::new(),
+                    eval_prompts: HashSet::new(),
+                    seed,
+                };
+                let mut k = 0u64;
+                while src.eval.len() < *eval_size && k < 100 * (*eval_size as u64 + 1) {
+                    let inst = src.arith_instance(derive_seed(seed, "eval", &[k]));
+                    k += 1;
+                    if src.eval_prompts.insert(inst.prompt.clone()) {
+                        src.eval.push(inst);
+                    }
+                }
+                Ok(src)
+            }
+            TaskSection::Dataset {
+                train,
+                test,
+                prompt_column,
+                answer_column,
+                verifier,
+                chat_template: _,
+            } => {
+                if verifier != "math" {
+                    return Err(TrainError::Config {
+                        location: Some("task.verifier".into()),
+                        message: format!(
+                            "unknown verifier `{verifier}` for a dataset task (available: math)"
+                        ),
+                    });
+                }
+                let map = grpo_envs::ColumnMap {
+                    id: None,
+                    prompt: prompt_column.clone(),
+                    answer: answer_column.clone(),
+                    extract: if answer_column == "answer" {
+                        grpo_envs::dataset::AnswerExtract::Gsm8k
+                    } else {
+                        grpo_envs::dataset::AnswerExtract::Raw
+                    },
+                    extra: Vec::new(),
+                };
+                let load = |path: &std::path::Path, key: &str| -> Result<Vec<TaskInstance>> {
+                    let rows =
+                        grpo_envs::load_tasks(path, &map).map_err(|e| TrainError::Config {
+                            location: Some(key.to_string()),
+                            message: e.to_string(),
+                        })?;
+                    if rows.is_empty() {
+                        return Err(TrainError::Config {
+                            location: Some(key.to_string()),
+                            message: format!("{} has no rows", path.display()),
+                        });
+                    }
+                    Ok(rows
+                        .into_iter()
+                        .map(|r| TaskInstance {
+                            gold_completion: format!("The answer is \\boxed{{{}}}.", r.answer),
+                            prompt: r.prompt,
+                            answer: r.answer,
+                        })
+                        .collect())
+                };
+                let train = load(train, "task.train")?;
+                let eval = load(test, "task.test")?;
+                let eval_prompts = eval.iter().map(|i| i.prompt.clone()).collect();
+                Ok(TaskSource {
+                    kind: Kind::Dataset {
+                        train,
+                        math: grpo_rewards::math::MathConfig::default(),
+                    },
+                    eval,
+                    eval_prompts,
+                    seed,
+                })
+            }
+        }
+    }
+
+    fn arith_instance(&self, s: u64) -> TaskInstance {
+        match &self.kind {
+            Kind::Arithmetic {
+                task,
+                min_digits,
+                max_digits,
+            } => {
+                let span = u64::from(max_digits - min_digits + 1);
+                let d = min_digits + (derive_seed(s, "difficulty", &[]) % span) as u32;
+                task.generate(s, d)
+            }
+            Kind::Dataset { train, .. } => train[(s as usize) % train.len().max(1)].clone(),
+        }
+    }
+
+    /// The training instance at `cursor`, skipping held-out prompts; returns
+    /// the instance and the next cursor.
+    pub fn train_instance(&self, mut cursor: u64) -> (TaskInstance, u64) {
+        loop {
+            let inst = match &self.kind {
+                Kind::Arithmetic { .. } => {
+                    self.arith_instance(derive_seed(self.seed, "train", &[cursor]))
+                }
+                Kind::Dataset { train, .. } => {
+                    // A seeded permutation per epoch, so a resumed run sees the same order.
+                    let n = train.len().max(1) as u64;
+                    let (epoch, i) = (cursor / n, cursor % n);
+                    let j = permute(i, n, derive_seed(self.seed, "epoch", &[epoch]));
+                    train[j as usize].clone()
+                }
+            };
+            cursor += 1;
+            if !self.eval_prompts.contains(&inst.prompt) {
+                return (inst, cursor);
+            }
+        }
+    }
+
+    /// The held-out instances.
+    pub fn eval_set(&self) -> &[TaskInstance] {
+        &self.eval
+    }
+
+    /// Scores a completion.
+    pub fn score(&self, inst: &TaskInstance, completion: &str) -> Score {
+        match &self.kind {
+            Kind::Arithmetic { task, .. } => {
+                let v = task.verify(inst, completion);
+                Score {
+                    correct: v.reward,
+                    format: v.format,
+                }
+            }
+            Kind::Dataset { math, .. } => {
+                match grpo_rewards::math::verify(&inst.answer, completion, math) {
+                    Ok(v) => Score {
+                        correct: v.reward,
+                        format: f64::from(u8::from(v.extracted.is_some())),
+                    },
+                    Err(_) => Score {
+                        correct: 0.0,
+                        format: 0.0,
+                    },
+                }
+            }
+        }
+    }
+
+    /// Every character the task's prompts and gold completions use (for a
+    /// character tokenizer built for a new model).
+    pub fn alphabet(&self) -> String {
+        match &self.kind {
+            Kind::Arithmetic { .. } => ArithmeticTask::VOCAB.to_string(),
+            Kind::Dataset { .. } => String::new(),
+        }
+    }
+
+    /// The completion terminator the sampler stops at, if the task has one.
+    pub fn stop_text(&self) -> Option<&'static str> {
+        match &self.kind {
+            Kind::Arithmetic { .. } => Some("\n"),
+            Kind::Dataset { .. } => None,
+        }
+    }
+}
+
+/// A bijection of `0..n` keyed by `key` (cycle-walking over a power-of-two
+/// Feistel-like mix), used to shuffle dataset rows per epoch without storing
+/// a permutation.
+fn permute(i: u64, n: u64, key: u64) -> u64 {
+    let bits = 64 - (n.max(2) - 1).leading_zeros();
+    let mask = (1u64 << bits) - 1;
+    let mut x = i;
+    loop {
+        for r in 0..4u64 {
+            let k = derive_seed(key, "round", &[r]);
+            x = (x ^ (k & mask)).wrapping_mul(2 * (k >> 32) + 1) & mask;
+            x ^= x >> (bits / 2).max(1);
+        }
+        if x < n {
+            return x;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section() -> TaskSection {
+        TaskSection::Arithmetic {
+            min_digits: 1,
+            max_digits: 2,
+            ops: vec!["+".into()],
+            eval_size: 50,
+        }
+    }
+
+    #[test]
+    fn eval_set_is_disjoint_from_training_and_deterministic() {
+        let a = TaskSource::new(&section(), 7).unwrap();
+        let b = TaskSource::new(&section(), 7).unwrap();
+        assert_eq!(a.eval_set(), b.eval_set());
+        assert_eq!(a.eval_set().len(), 50);
+        let mut cursor = 0;
+        for _ in 0..500 {
+            let (inst, next) = a.train_instance(cursor);
+            assert!(!a.eval_prompts.contains(&inst.prompt));
+            assert_eq!(b.train_instance(cursor).0, inst);
+            cursor = next;
+        }
+    }
+
+    #[test]
+    fn permutation_is_a_bijection() {
+        for n in [1u64, 2, 7, 100, 1000] {
+            let mut seen: Vec<u64> = (0..n).map(|i| permute(i, n, 42)).collect();
+            seen.sort();
+            assert_eq!(seen, (0..n).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn gsm8k_dataset_loads_and_verifies() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/gsm8k");
+        let s = TaskSection::Dataset {
+            train: dir.join("train.jsonl"),
+            test: dir.join("test.jsonl"),
+            prompt_column: "question".into(),
+            answer_column: "answer".into(),
+            verifier: "math".into(),
+            chat_template: false,
+        };
+        let src = TaskSource::new(&s, 3).unwrap();
+        assert!(src.eval_set().len() > 1000);
+        let (inst, _) = src.train_instance(0);
+        let good = format!("Let me think. The answer is \\boxed{{{}}}.", inst.answer);
+        assert_eq!(src.score(&inst, &good).correct, 1.0);
+        assert_eq!(
+            src.score(&inst, "The answer is \\boxed{-123456789}.")
+                .correct,
+            0.0
+        );
+        let bad = TaskSection::Dataset {
+            train: dir.join("missing.jsonl"),
+            test: dir.join("test.jsonl"),
+            prompt_column: "question".into(),
+            answer_column: "answer".into(),
+            verifier: "math".into(),
+            chat_template: false,
+        };
+        assert!(
+            TaskSource::new(&bad, 1)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("task.train")
+        );
+    }
+
+    #[test]
+    fn gold_completions_score_one_and_bad_config_is_named() {
+        let a = TaskSource::new(&section(), 1).unwrap();
+        for inst in a.eval_set() {
+            assert_eq!(
+                a.score(inst, &inst.gold_completion),
+                Score {
+                    correct: 1.0,
+                    format: 1.0
+                }
+            );
+        }
+        let bad = TaskSection::Arithmetic {
+            min_digits: 3,
+            max_digits: 2,
+            ops: vec!["+".into()],
+            eval_size: 5,
+        };
+        assert!(
+            TaskSource::new(&bad, 1)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("task.min_digits")
+        );
+        let bad = TaskSection::Arithmetic {
+            min_digits: 1,
+            max_digits: 2,
+            ops: vec!["/".into()],
+            eval_size: 5,
+        };
+        assert!(
+            TaskSource::new(&bad, 1)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("task.ops")
+        );
+    }
+}
