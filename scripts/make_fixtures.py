@@ -491,6 +491,26 @@ def check_saved(torch, transformers):
                         if d > 2e-4:
                             raise SystemExit(f"{name}: grpo score differs by {d}")
                 print(f"[check-saved] {name}/{variant}: transformers loads our copy, log-probs match")
+        # A character-level tokenizer built by us loads in transformers and encodes the same.
+        tdir = Path(tmp) / "char-tokenizer"
+        texts = ["12+34=46", "hello world?\n", "<|im_start|>user\nx*y<|im_end|>", "UNKNOWN ü"]
+        res = subprocess.run([str(resave), "--char-tokenizer", str(tdir), *texts],
+                             check=True, capture_output=True, text=True)
+        lines = [json.loads(l) for l in res.stdout.splitlines()]
+        tok = transformers.AutoTokenizer.from_pretrained(str(tdir))
+        for rec in lines[:-1]:
+            got = tok.encode(rec["text"], add_special_tokens=True)
+            if got != rec["ids"]:
+                raise SystemExit(f"char tokenizer: transformers encodes {rec['text']!r} as {got}, we as {rec['ids']}")
+            if tok.decode(got) != rec["decoded"]:
+                raise SystemExit(f"char tokenizer: decode differs for {rec['text']!r}")
+        chat = tok.apply_chat_template([{"role": "user", "content": "2+2=?"}], tokenize=True,
+                                       add_generation_prompt=True, return_dict=False)
+        if hasattr(chat, "keys"):
+            chat = chat["input_ids"]
+        if list(chat) != lines[-1]["chat_ids"]:
+            raise SystemExit(f"char tokenizer chat ids differ: {list(chat)} vs {lines[-1]['chat_ids']}")
+        print("[check-saved] char-level tokenizer: transformers loads it, same ids and chat ids")
     print(f"[check-saved] ok, max |diff| {worst:.2e}")
 
 
