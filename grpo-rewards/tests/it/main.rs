@@ -2,6 +2,8 @@
 
 mod code_basic;
 mod code_humaneval;
+mod gui;
 mod math_cases;
 mod sandbox;
+mod shaping;
 mod toolcall;

@@ -262,9 +262,15 @@ fn options_change_verdicts() {
     assert!(!verify("[2, \\infty)", "$x \\ge 2$", &cfg).unwrap().correct);
     cfg.allow_set_relation_comp = true;
     assert!(verify("[2, \\infty)", "$x \\ge 2$", &cfg).unwrap().correct);
-    let cfg = MathConfig { float_rounding: 3, ..MathConfig::default() };
+    let cfg = MathConfig {
+        float_rounding: 3,
+        ..MathConfig::default()
+    };
     assert!(verify("\\frac{1}{3}", "$0.333$", &cfg).unwrap().correct);
-    let cfg = MathConfig { percent_accepts_bare: false, ..MathConfig::default() };
+    let cfg = MathConfig {
+        percent_accepts_bare: false,
+        ..MathConfig::default()
+    };
     assert!(!verify("28\\%", "$28$", &cfg).unwrap().correct);
     // boxed priority: with Math-Verify's default 50, an "answer:" span wins over the box
     let mut cfg = MathConfig::default();
