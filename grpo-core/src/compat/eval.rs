@@ -112,6 +112,12 @@ pub fn eval(request: &Value) -> Result<Value> {
 /// Maps a computation error to the request field it concerns.
 fn locate(e: CoreError, inp: &Inputs) -> CoreError {
     let input_field = |what: &str| {
+        // native batch names → the eval input names
+        let what = match what {
+            "token_rewards" | "reward" => "token_level_rewards",
+            "baseline_reward" => "reward_baselines",
+            other => other,
+        };
         let key = inp
             .used
             .iter()

@@ -75,6 +75,12 @@ fn native_errors_name_the_field() {
     .unwrap_err()
     .to_string();
     assert!(e.starts_with("field inputs.index"), "{e}");
+    // native batch field names are reported under the eval input names
+    let e = eval(&json!({"fn": "remax", "inputs": {
+        "rewards": [1.0, 0.0], "response_mask": [[1], [1]], "index": [0, 0], "reward_baselines": [0.5]}}))
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("field inputs.reward_baselines"), "{e}");
 }
 
 #[test]
