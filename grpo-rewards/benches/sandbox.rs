@@ -11,6 +11,24 @@ use std::time::{Duration, Instant};
 use grpo_rewards::code::sandbox::{self, Exit, RunSpec};
 use grpo_rewards::code::{SandboxConfig, TestCase, verify};
 
+/// CPU time (user + system) of this process and its reaped descendants.
+fn cpu_now() -> Duration {
+    let mut total = Duration::ZERO;
+    for who in [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN] {
+        // SAFETY: getrusage fills the struct it is given.
+        let ru = unsafe {
+            let mut ru: libc::rusage = std::mem::zeroed();
+            libc::getrusage(who, &mut ru);
+            ru
+        };
+        for tv in [ru.ru_utime, ru.ru_stime] {
+            total +=
+                Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64);
+        }
+    }
+    total
+}
+
 fn main() {
     let n: u32 = std::env::var("SANDBOX_BENCH_N")
         .ok()
@@ -36,6 +54,7 @@ fn main() {
     }
 
     // Baseline: the interpreter alone.
+    let c0 = cpu_now();
     let t = Instant::now();
     for _ in 0..n {
         let st = Command::new(&cfg.python)
@@ -45,8 +64,10 @@ fn main() {
         assert!(st.success());
     }
     let bare = t.elapsed() / n;
+    let bare_cpu = (cpu_now() - c0) / n;
 
     // Sandbox, sequential.
+    let c0 = cpu_now();
     let t = Instant::now();
     let mut setup = Duration::ZERO;
     for _ in 0..n {
@@ -56,6 +77,7 @@ fn main() {
     }
     let sandboxed = t.elapsed() / n;
     let setup = setup / n;
+    let sandboxed_cpu = (cpu_now() - c0) / n;
 
     // Throughput on 2 slots, through the whole verifier (harness + stdio comparison).
     let tests: Vec<TestCase> = (0..n)
@@ -69,9 +91,11 @@ fn main() {
         timeout_s: 5.0,
         ..Default::default()
     };
+    let c0 = cpu_now();
     let t = Instant::now();
     let v = verify(&cfg, "print('ok')\n", &[], &tests, &opts).expect("verify");
     let el = t.elapsed();
+    let verify_cpu = (cpu_now() - c0) / n;
     assert_eq!(
         v.passed as u32,
         n,
@@ -98,6 +122,16 @@ fn main() {
     println!(
         "sandbox overhead:                {:8.2} ms/program (goal <= 15)",
         ms(sandboxed) - ms(bare)
+    );
+    println!(
+        "CPU per program (all processes): bare {:.2} ms, sandboxed {:.2} ms, verifier {:.2} ms",
+        ms(bare_cpu),
+        ms(sandboxed_cpu),
+        ms(verify_cpu)
+    );
+    println!(
+        "  => CPU-bound ceiling of the verifier on 2 idle cores: {:.0} programs/s",
+        2.0 / verify_cpu.as_secs_f64()
     );
     println!(
         "verifier throughput, 2 slots:    {:8.1} programs/s (goal >= 100)",

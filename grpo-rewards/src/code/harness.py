@@ -1,6 +1,6 @@
 # grpo-rewards code-verifier harness (runs inside the sandbox; our code, not the model's).
-# Reads spec.json and program.py from its own directory. Modes:
-#   stdio      run the program as __main__ with the test input on stdin
+# Reads spec.json and program.py from its own directory (stdin/stdout tests use the smaller
+# stdio_harness.py). Modes:
 #   call       call fn_name (global or Solution method) with args; print nonce + JSON result
 #   assert     run the program, then one assert statement; print the nonce
 #   humaneval  run prompt+completion, the test code, check(entry_point); print the nonce
@@ -150,7 +150,8 @@ def _grpo_main():
     g = {"__name__": "solution" if mode == "call" else "__main__", "__file__": prog_path,
          "__builtins__": builtins}
     if header:
-        exec(compile(HEADER, "<header>", "exec"), g)
+        with open(os.path.join(here, "header.py"), "rb") as f:
+            exec(compile(f.read(), "<header>", "exec"), g)
     sys.argv = [prog_path] + prog_argv
     args = spec.get("args", [])
 
@@ -197,26 +198,5 @@ def _unjson(v):
     raise TypeError("result of type " + type(v).__name__ + " is not JSON")
 
 
-HEADER = """
-import string, re, datetime, collections, heapq, bisect, copy, math, random, itertools, functools, operator, io, sys, json
-from string import *
-from re import *
-from datetime import *
-from collections import *
-from heapq import *
-from bisect import *
-from copy import *
-from math import *
-from random import *
-from itertools import *
-from functools import *
-from operator import *
-from io import *
-from sys import *
-from json import *
-from builtins import *
-from typing import *
-sys.setrecursionlimit(50000)
-"""
 
 _grpo_main()

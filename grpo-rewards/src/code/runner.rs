@@ -16,6 +16,8 @@ use super::sandbox::{self, Exit, Isolation, Limits, RunOutcome, RunSpec, Sandbox
 use crate::error::{Result, RewardError};
 
 const HARNESS: &str = include_str!("harness.py");
+const STDIO_HARNESS: &str = include_str!("stdio_harness.py");
+const HEADER: &str = include_str!("header.py");
 
 /// Verdict of one test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -498,22 +500,26 @@ fn run_one(
             spec["entry_point"] = json!(entry_point);
         }
     }
-    let mut files = vec![
-        ("harness.py".to_string(), HARNESS.as_bytes().to_vec()),
-        ("program.py".to_string(), program.as_bytes().to_vec()),
-    ];
-    if mode != "stdio" {
-        files.push(("spec.json".into(), spec.to_string().into_bytes()));
+    let mut files = vec![("program.py".to_string(), program.as_bytes().to_vec())];
+    if header {
+        files.push(("header.py".into(), HEADER.as_bytes().to_vec()));
     }
-    let mut args = vec![
-        mode.to_string(),
-        if header { "1" } else { "0" }.to_string(),
-        "--".to_string(),
-    ];
+    let mut args = Vec::with_capacity(argv.len() + 3);
+    let entry = if mode == "stdio" {
+        files.push(("stdio_harness.py".into(), STDIO_HARNESS.as_bytes().to_vec()));
+        "stdio_harness.py"
+    } else {
+        files.push(("harness.py".into(), HARNESS.as_bytes().to_vec()));
+        files.push(("spec.json".into(), spec.to_string().into_bytes()));
+        args.push(mode.to_string());
+        "harness.py"
+    };
+    args.push(if header { "1" } else { "0" }.to_string());
+    args.push("--".to_string());
     args.extend(argv.iter().cloned());
     let run = RunSpec {
         files,
-        entry: "harness.py".into(),
+        entry: entry.into(),
         args,
         stdin,
     };

@@ -581,6 +581,7 @@ fn run_in_slot(cfg: &SandboxConfig, slot: usize, spec: &RunSpec) -> Result<RunOu
                 continue;
             }
             kill_all();
+            let _ = proc.wait();
             return Err(RewardError::Io {
                 context: "poll".into(),
                 source: e,
