@@ -89,6 +89,8 @@ pub struct ScoredBatch {
     pub budgets: Option<Vec<BudgetRecord>>,
     /// Critic values `V[i,t]`, shape `[B,T]` (GAE).
     pub values: Option<Array2<f64>>,
+    /// Truncated importance weights `ϖ[i,t]` `[B,T]` (optimal token baseline with IS).
+    pub is_weight: Option<Array2<f64>>,
     /// Per row: the completion was truncated (its last token is neither EOS nor PAD);
     /// used by the `mask_truncated` filter.
     pub truncated: Option<Vec<bool>>,
@@ -284,6 +286,7 @@ impl ScoredBatch {
             steps: None,
             budgets: None,
             values: None,
+            is_weight: None,
             truncated: None,
         };
         b.validate()?;
@@ -383,6 +386,14 @@ impl ScoredBatch {
         Ok(self)
     }
 
+    /// Adds truncated importance weights `[B,T]` (finite on valid tokens).
+    pub fn with_is_weight(mut self, w: Array2<f64>) -> Result<Self> {
+        check_shape2("is_weight", &w, self.rows(), self.cols())?;
+        check_finite_masked("is_weight", &w, &self.mask)?;
+        self.is_weight = Some(w);
+        Ok(self)
+    }
+
     /// Adds the per-row truncation flags.
     pub fn with_truncated(mut self, truncated: Vec<bool>) -> Result<Self> {
         check_len("truncated", truncated.len(), self.rows())?;
@@ -462,6 +473,7 @@ impl ScoredBatch {
             ("old_log_prob", &self.old_log_prob),
             ("sum_sq_prob", &self.sum_sq_prob),
             ("values", &self.values),
+            ("is_weight", &self.is_weight),
         ];
         for (name, a) in pairs {
             if let Some(a) = a {
@@ -595,6 +607,7 @@ impl ScoredBatch {
                 .as_ref()
                 .map(|s| rows.iter().map(|&r| s[r].clone()).collect()),
             values: self.values.as_ref().map(sel2),
+            is_weight: self.is_weight.as_ref().map(sel2),
             truncated: self
                 .truncated
                 .as_ref()
@@ -689,6 +702,7 @@ pub fn concat(parts: &[ScoredBatch]) -> Result<ScoredBatch> {
         steps: stackv(parts, &|p| p.steps.as_ref()),
         budgets: stackv(parts, &|p| p.budgets.as_ref()),
         values: stack2(&|p| p.values.as_ref()),
+        is_weight: stack2(&|p| p.is_weight.as_ref()),
         truncated: stackv(parts, &|p| p.truncated.as_ref()),
     };
     out.validate()?;

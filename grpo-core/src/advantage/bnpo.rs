@@ -5,7 +5,9 @@
 //!
 //! The official code refits `(α, β)` every batch, so the estimator is
 //! stateless per batch; the fitted parameters are reported as metrics
-//! (`bnpo/alpha`, `bnpo/beta`, `bnpo/degenerate_fit`).
+//! (`bnpo/alpha`, `bnpo/beta`, `bnpo/degenerate_fit`). A batch variance of the
+//! group rates below `1e-12·p̄(1−p̄)` (rounding level) counts as 0: the fit falls
+//! back to `α = β = 1` and flags `bnpo/degenerate_fit`, as for an exactly-zero variance.
 
 use serde::{Deserialize, Serialize};
 
@@ -131,7 +133,9 @@ pub fn bnpo_rows(
         dev.sort_by(f64::total_cmp);
         (m, dev.iter().sum::<f64>() / (ps.len() - 1) as f64)
     };
-    let (alpha, beta, degenerate) = if v > 0.0 {
+    // a variance at rounding level (equal rates summed in a different order) is 0: the
+    // moment fit would otherwise explode to α, β ~ 1e30
+    let (alpha, beta, degenerate) = if v > 1e-12 * pbar * (1.0 - pbar) {
         let cc = pbar * (1.0 - pbar) / v - 1.0;
         (
             (1.0 + cc * pbar / 3.0).max(1.0),

@@ -3,8 +3,10 @@
 //! cumulative logit-space squared score norm `w = 1 − 2π_t + Σ_v π_v²` (the
 //! `Σ_v π_v²` term is a kernel output supplied as `sum_sq_prob`).
 //!
-//! Not implemented: the truncated-IS weighting option and the multi-turn
-//! `tir_` variant's valid-token-index alignment.
+//! Truncated IS weights (`is_weight` in the batch) multiply `w` by `ϖ²` when
+//! present. `align = "valid_index"` is the multi-turn `tir_` variant: rows are
+//! compared at the same *valid-token index* (masked observation tokens are
+//! skipped) instead of the same padded position.
 
 use serde::{Deserialize, Serialize};
 
@@ -32,11 +34,29 @@ pub struct OtbConfig {
     /// Groups of one row (`anchor` = verl: baseline 0).
     #[serde(default)]
     pub singleton: SingletonPolicy,
+    /// Which tokens share a baseline: `position` (padded position, verl
+    /// `optimal_token_baseline`, default) or `valid_index` (verl `tir_optimal_token_baseline`).
+    #[serde(default)]
+    pub align: OtbAlign,
+}
+
+/// Position alignment of the per-position baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OtbAlign {
+    /// Same padded position `t`.
+    #[default]
+    Position,
+    /// Same index among the row's valid tokens.
+    ValidIndex,
 }
 
 /// Optimal token baseline: `A = (Ret − b)·m`, returns `Ret·m`.
 pub fn optimal_token_baseline(c: &OtbConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
-    let (w, _) = super::baselines::score_norm_weights(batch, "optimal_token_baseline")?;
+    let (mut w, _) = super::baselines::score_norm_weights(batch, "optimal_token_baseline")?;
+    if let Some(iw) = &batch.is_weight {
+        w.zip_mut_with(iw, |x, v| *x *= v * v);
+    }
     let m = &batch.mask;
     let r = batch.token_rewards_or_outcome();
     let (b, t) = m.dim();
@@ -54,6 +74,11 @@ pub fn optimal_token_baseline(c: &OtbConfig, batch: &ScoredBatch) -> Result<Adva
             cw[[i, k]] = cum;
         }
     }
+    // the slot each valid token is compared in: its position, or its valid-token index
+    let slot = |k: usize, idx: usize| match c.align {
+        OtbAlign::Position => k,
+        OtbAlign::ValidIndex => idx,
+    };
     let lengths = batch.lengths();
     let mut adv = Array2::zeros((b, t));
     for (g, rows) in batch.groups().iter() {
@@ -73,30 +98,38 @@ pub fn optimal_token_baseline(c: &OtbConfig, batch: &ScoredBatch) -> Result<Adva
             }
             continue;
         }
-        // strictly longest row and the second-longest length
+        let mut num = vec![0.0; t];
+        let mut den = vec![0.0; t];
+        for &i in rows {
+            let mut idx = 0;
+            for k in 0..t {
+                if m[[i, k]] != 0.0 {
+                    let s = slot(k, idx);
+                    num[s] += ret[[i, k]] * cw[[i, k]];
+                    den[s] += cw[[i, k]];
+                    idx += 1;
+                }
+            }
+        }
+        // strictly longest row and the second-longest length (handle_zero_tail)
         let mut ls: Vec<(f64, usize)> = rows.iter().map(|&i| (lengths[i], i)).collect();
         ls.sort_by(|x, y| y.0.total_cmp(&x.0));
         let tail = (c.handle_zero_tail && ls[0].0 > ls[1].0).then_some((ls[0].1, ls[1].0));
-        for k in 0..t {
-            let mut num = 0.0;
-            let mut den = 0.0;
-            for &i in rows {
-                let wm = cw[[i, k]] * m[[i, k]];
-                num += ret[[i, k]] * wm;
-                den += wm;
-            }
-            let base = num / (den + c.epsilon);
-            for &i in rows {
+        for &i in rows {
+            let mut idx = 0;
+            for k in 0..t {
                 if m[[i, k]] == 0.0 {
                     continue;
                 }
-                // position index among valid tokens is what "beyond the second-longest length" means
-                let zero_tail = match tail {
-                    Some((row, len2)) => row == i && cw_pos(m, i, k) >= len2,
-                    None => false,
+                let s = slot(k, idx);
+                let zero_tail = matches!(tail, Some((row, len2)) if row == i && idx as f64 >= len2);
+                let base = if zero_tail {
+                    0.0
+                } else {
+                    num[s] / (den[s] + c.epsilon)
                 };
-                let bb = if zero_tail { 0.0 } else { base };
-                adv[[i, k]] = ret[[i, k]] - bb;
+                adv[[i, k]] = ret[[i, k]] - base;
+                idx += 1;
             }
         }
     }
@@ -105,9 +138,4 @@ pub fn optimal_token_baseline(c: &OtbConfig, batch: &ScoredBatch) -> Result<Adva
         returns: ret,
         metrics: BTreeMap::new(),
     })
-}
-
-/// Number of valid tokens strictly before position `k` in row `i`.
-fn cw_pos(m: &Array2<f64>, i: usize, k: usize) -> f64 {
-    (0..k).map(|j| m[[i, j]]).sum()
 }

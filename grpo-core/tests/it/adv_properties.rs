@@ -357,21 +357,61 @@ proptest! {
     }
 
     #[test]
-    fn otb_baseline_is_weighted_mean(spec in batch_spec()) {
+    fn otb_baseline_is_weighted_mean(spec in batch_spec(), holes in prop::collection::vec(any::<bool>(), 64)) {
         let b = build(&spec);
+        let lp = b.old_log_prob.clone().unwrap();
+        let s2 = b.sum_sq_prob.clone().unwrap();
+        let iw = b.is_weight.clone().unwrap();
+        let w = |b: &ScoredBatch, i: usize, k: usize| {
+            b.mask[[i, k]] * (1.0 - 2.0 * lp[[i, k]].exp() + s2[[i, k]]) * iw[[i, k]] * iw[[i, k]]
+        };
+        // position alignment: Σ_i W m A = 0 at every position
         let o = run(&cfg(json!({"type": "optimal_token_baseline"})), &b);
-        let lp = b.old_log_prob.as_ref().unwrap();
-        let s2 = b.sum_sq_prob.as_ref().unwrap();
         for rows in b.groups().rows {
             for t in 0..b.cols() {
-                let mut s = 0.0;
-                let mut wsum = 0.0;
+                let (mut s, mut wsum) = (0.0, 0.0);
                 for &i in &rows {
-                    let w: f64 = (0..=t).map(|k| b.mask[[i, k]] * (1.0 - 2.0 * lp[[i, k]].exp() + s2[[i, k]])).sum();
-                    s += w * b.mask[[i, t]] * o.advantages[[i, t]];
-                    wsum += w * b.mask[[i, t]];
+                    let cw: f64 = (0..=t).map(|k| w(&b, i, k)).sum();
+                    s += cw * b.mask[[i, t]] * o.advantages[[i, t]];
+                    wsum += cw * b.mask[[i, t]];
                 }
                 prop_assert!(s.abs() <= 1e-6 * (1.0 + wsum), "t={} Σ W m A = {}", t, s);
+            }
+        }
+        // right-padded masks: valid-index alignment equals position alignment
+        let v = run(&cfg(json!({"type": "optimal_token_baseline", "align": "valid_index"})), &b);
+        let x: Vec<f64> = o.advantages.iter().copied().collect();
+        let y: Vec<f64> = v.advantages.iter().copied().collect();
+        prop_assert!(close(&x, &y, 1e-12), "valid_index differs on contiguous masks");
+        // masks with holes (observation tokens): the sum vanishes per valid-token index
+        let mut h = b.clone();
+        let mut k = 0;
+        for i in 0..h.rows() {
+            for t in 1..h.cols() {
+                if holes[k % holes.len()] {
+                    h.mask[[i, t]] = 0.0;
+                }
+                k += 1;
+            }
+        }
+        let v = run(&cfg(json!({"type": "optimal_token_baseline", "align": "valid_index"})), &h);
+        for rows in h.groups().rows {
+            let mut per_slot = std::collections::BTreeMap::<usize, (f64, f64)>::new();
+            for &i in &rows {
+                let mut cw = 0.0;
+                let mut idx = 0;
+                for t in 0..h.cols() {
+                    cw += w(&h, i, t);
+                    if h.mask[[i, t]] != 0.0 {
+                        let e = per_slot.entry(idx).or_default();
+                        e.0 += cw * v.advantages[[i, t]];
+                        e.1 += cw;
+                        idx += 1;
+                    }
+                }
+            }
+            for (slot, (s, wsum)) in per_slot {
+                prop_assert!(s.abs() <= 1e-6 * (1.0 + wsum), "slot {} Σ W A = {}", slot, s);
             }
         }
     }

@@ -87,6 +87,7 @@ pub fn build(spec: &BatchSpec) -> ScoredBatch {
         p * p + (1.0 - p) * (1.0 - p) * rng.random::<f64>()
     });
     let values = Array2::from_shape_fn((b, t), |_| 2.0 * rng.random::<f64>() - 1.0);
+    let is_weight = Array2::from_shape_fn((b, t), |_| 0.5 + rng.random::<f64>());
     let baseline = Array1::from_shape_fn(b, |_| rng.random::<f64>());
     let keys: Vec<String> = group.iter().map(|g| format!("prompt-{g}")).collect();
     let steps: Vec<Vec<StepRecord>> = lens
@@ -135,6 +136,8 @@ pub fn build(spec: &BatchSpec) -> ScoredBatch {
         .with_steps(steps)
         .unwrap()
         .with_budgets(budgets)
+        .unwrap()
+        .with_is_weight(is_weight)
         .unwrap()
         .with_truncated((0..b).map(|i| i % 3 == 1).collect())
         .unwrap()
