@@ -195,7 +195,8 @@ mod tests {
         assert!(!c.matches("abc", "abd"));
         assert!(!c.matches("", "1"));
         assert!(c.matches("YES", "YES\n"));
-        assert!(!c.matches("nan", "nan "));
+        assert!(c.matches("nan", "nan "));
+        assert!(!c.matches("nan 1", "NaN 1"));
     }
 
     #[test]
