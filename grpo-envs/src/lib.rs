@@ -31,6 +31,7 @@ pub mod dataset;
 pub mod env;
 pub mod envs;
 pub mod error;
+pub mod exec;
 pub mod message;
 pub mod parse;
 pub mod rational;

@@ -143,7 +143,15 @@ pub fn make(name: &str, params: &serde_json::Value) -> Result<Box<dyn Env>> {
         "sokoban" => Box::new(sokoban::SokobanEnv::new(config(name, params)?)?),
         "frozenlake" => Box::new(frozenlake::FrozenLakeEnv::new(config(name, params)?)?),
         "search-qa" => Box::new(search::SearchEnv::new(config(name, params)?)),
-        "calc" => Box::new(tools::CalcEnv::new(config(name, params)?, None)),
+        "calc" => {
+            let cfg: tools::CalcConfig = config(name, params)?;
+            let exec = if cfg.python {
+                Some(crate::exec::SandboxExecutor::detect()?.shared())
+            } else {
+                None
+            };
+            Box::new(tools::CalcEnv::new(cfg, exec))
+        }
         "synthgui" => Box::new(gui::GuiEnv::new(config(name, params)?)),
         "synthgui-critic" => Box::new(gui::GuiCriticEnv::new(config(name, params)?)),
         "tictactoe" => Box::new(games::VsBot::new(

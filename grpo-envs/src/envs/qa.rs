@@ -5,8 +5,9 @@
 //!
 //! Anchor reward (verl's GSM8K scorer): 1 correct, else `format_score` 0. Ours:
 //! `success` 1/0 plus an optional `format` component for a well-formed final
-//! answer. The numeric verifier is this crate's own adapter; grpo-rewards' math
-//! verifier can be plugged in through [`QaVerifier::Custom`].
+//! answer. `numeric` is this crate's own light adapter (exact rationals);
+//! `math` is grpo-rewards' Math-Verify-style verifier; `code` runs the record's
+//! tests in grpo-rewards' sandbox.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,8 +43,11 @@ pub enum VerifierKind {
     Numeric,
     /// Normalised exact match.
     Exact,
-    /// Run the record's tests (`test`, `entry_point`) on prompt + completion.
+    /// Run the record's tests (`test`, `entry_point`) on prompt + completion
+    /// (HumanEval style) in grpo-rewards' sandbox.
     Code,
+    /// grpo-rewards' math verifier (Math-Verify semantics).
+    Math,
 }
 
 /// QA config.
@@ -196,7 +200,7 @@ impl QaEnv {
         }
     }
     /// Builds from a config, loading `path` (required unless tasks carry records).
-    /// The `code` verifier needs an executor: use [`QaEnv::new`] with [`QaVerifier::Code`].
+    /// `code` runs tests in grpo-rewards' sandbox (an error when no `python3` is found).
     pub fn from_config(cfg: QaConfig) -> Result<Self> {
         let map = match &cfg.columns {
             Columns::Preset(p) => ColumnMap::preset(p)?,
@@ -210,11 +214,11 @@ impl QaEnv {
             VerifierKind::Numeric => QaVerifier::Numeric,
             VerifierKind::Exact => QaVerifier::Exact,
             VerifierKind::Code => {
-                return Err(EnvError::param(
-                    "qa.verifier",
-                    "`code` needs a Python executor; build the env with QaEnv::new(.., QaVerifier::Code(executor))",
-                ));
+                QaVerifier::Code(crate::exec::SandboxExecutor::detect()?.shared())
             }
+            VerifierKind::Math => QaVerifier::Custom(crate::exec::math_verifier(
+                grpo_rewards::math::MathConfig::default(),
+            )),
         };
         Ok(Self::new(cfg, Arc::new(records), verifier))
     }

@@ -86,3 +86,69 @@ fn cursor_resumes_mid_epoch() {
     let mut b: Cursor = serde_json::from_str(&saved).unwrap();
     assert_eq!(next_a, b.take(50));
 }
+
+#[test]
+fn qa_env_scores_gsm8k_with_both_verifiers() {
+    use grpo_envs::{EpisodeView, TaskSpec, Turn, envs};
+    let Some(p) = shared("gsm8k/test.jsonl") else {
+        return;
+    };
+    for verifier in ["numeric", "math"] {
+        let params = serde_json::json!({"path": p, "columns": "gsm8k", "verifier": verifier});
+        let mut env = envs::make("qa", &params).unwrap();
+        let v = EpisodeView {
+            turns: &[],
+            tool_calls: &[],
+            ended_by_limit: false,
+        };
+        for seed in 0..20u64 {
+            env.reset(&TaskSpec::seed(seed)).unwrap();
+            let gold = env.oracle_action().unwrap();
+            env.step(&Turn::text(0, &gold)).unwrap();
+            assert_eq!(
+                env.final_reward(&v).total,
+                1.0,
+                "{verifier} seed {seed}: {gold}"
+            );
+            env.reset(&TaskSpec::seed(seed)).unwrap();
+            env.step(&Turn::text(0, "The answer is \\boxed{123456789}."))
+                .unwrap();
+            assert_eq!(env.final_reward(&v).total, 0.0, "{verifier} seed {seed}");
+        }
+    }
+}
+
+#[test]
+fn qa_env_runs_humaneval_tests_in_the_sandbox() {
+    use grpo_envs::tool::PythonExecutor;
+    use grpo_envs::{EpisodeView, TaskSpec, Turn, envs};
+    let Some(p) = shared("humaneval/HumanEval.jsonl") else {
+        return;
+    };
+    let Ok(exec) = grpo_envs::exec::SandboxExecutor::detect() else {
+        eprintln!("skipping: no python3");
+        return;
+    };
+    let probe = exec.run("print(6*7)", "", std::time::Duration::from_secs(10));
+    if probe.stdout.trim() != "42" {
+        eprintln!("skipping: sandbox unavailable here: {}", probe.stderr);
+        return;
+    }
+    let params = serde_json::json!({"path": p, "columns": "humaneval", "verifier": "code"});
+    let mut env = envs::make("qa", &params).unwrap();
+    let v = EpisodeView {
+        turns: &[],
+        tool_calls: &[],
+        ended_by_limit: false,
+    };
+    for seed in [0u64, 2] {
+        env.reset(&TaskSpec::seed(seed)).unwrap();
+        let gold = env.oracle_action().unwrap();
+        env.step(&Turn::text(0, &gold)).unwrap();
+        assert_eq!(env.final_reward(&v).total, 1.0, "seed {seed}");
+        env.reset(&TaskSpec::seed(seed)).unwrap();
+        env.step(&Turn::text(0, "```python\n    return None\n```"))
+            .unwrap();
+        assert_eq!(env.final_reward(&v).total, 0.0, "seed {seed}");
+    }
+}
