@@ -1,2 +1,3 @@
 //! Integration tests for grpo-cli (one binary per crate).
 mod estimators;
+mod verify;
