@@ -48,9 +48,15 @@ fn char_tokenizer(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     tok.save(&PathBuf::from(dst))?;
     for t in texts {
         let ids = tok.encode(t, true)?;
-        println!("{}", serde_json::json!({"text": t, "ids": ids, "decoded": tok.decode(&ids, false)?}));
+        println!(
+            "{}",
+            serde_json::json!({"text": t, "ids": ids, "decoded": tok.decode(&ids, false)?})
+        );
     }
     let msgs = serde_json::json!([{"role": "user", "content": "2+2=?"}]);
-    println!("{}", serde_json::json!({"chat_ids": tok.apply_chat_template(&msgs, true)?}));
+    println!(
+        "{}",
+        serde_json::json!({"chat_ids": tok.apply_chat_template(&msgs, true)?})
+    );
     Ok(())
 }
