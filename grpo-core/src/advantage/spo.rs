@@ -191,6 +191,12 @@ impl SpoState {
             .mean()
     }
 
+    /// Baselines `p̂` for many keys, e.g. the `pass_rate` of a
+    /// [`PromptPool`](crate::sampler::PromptPool) for SPO prioritised sampling.
+    pub fn baselines(&self, keys: &[String]) -> Vec<f64> {
+        keys.iter().map(|k| self.baseline(k)).collect()
+    }
+
     /// Post-step update: `α ← ρα + r`, `β ← ρβ + (1−r)` with ρ from the config.
     /// Rewards outside `[0,1]` or a negative/non-finite distance are errors.
     pub fn update(&mut self, c: &SpoConfig, u: &SpoUpdate) -> Result<()> {
@@ -259,4 +265,49 @@ pub fn spo(_c: &SpoConfig, state: &SpoState, batch: &ScoredBatch) -> Result<Adva
     };
     Ok(AdvantageOutput::outcome(batch, &out)
         .with_metric("spo/unscaled_batch", if single { 1.0 } else { 0.0 }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offline_init_and_constant_rho_counts() {
+        let mut s = SpoState::default();
+        // 8 offline samples, 2 successes, ρ_min = .875 ⇒ N_init = 8: α = 8·2.5/9, β = 8·6.5/9
+        s.init_offline("x", &[1.0, 0.0, 0.3, 0.0, 0.0, 0.0, 0.0, 0.0], 0.875)
+            .unwrap();
+        let t = s.trackers["x"];
+        assert!((t.alpha - 8.0 * 2.5 / 9.0).abs() < 1e-12);
+        assert!((t.beta - 8.0 * 6.5 / 9.0).abs() < 1e-12);
+        // ρ = 1: α − α₀ and β − β₀ count successes and failures
+        let c = SpoConfig {
+            rho: SpoRho::Constant { value: 1.0 },
+        };
+        for r in [1.0, 0.0, 1.0] {
+            s.update(
+                &c,
+                &SpoUpdate {
+                    key: "x".into(),
+                    reward: r,
+                    distance: None,
+                },
+            )
+            .unwrap();
+        }
+        let u = s.trackers["x"];
+        assert!((u.alpha - t.alpha - 2.0).abs() < 1e-12 && (u.beta - t.beta - 1.0).abs() < 1e-12);
+        assert_eq!(s.baselines(&["x".into(), "new".into()])[1], 0.5);
+        assert!(
+            s.update(
+                &c,
+                &SpoUpdate {
+                    key: "x".into(),
+                    reward: 2.0,
+                    distance: None
+                }
+            )
+            .is_err()
+        );
+    }
 }
