@@ -220,6 +220,66 @@ pub fn full_distribution_kl(logits: &[f64], ref_logp: &[f64]) -> Result<(f64, Ve
     Ok((kl, grad))
 }
 
+/// Per-token KL penalty for KL-in-reward (algorithms.md §5.7, verl
+/// `use_kl_in_reward`): `k[i,t]` of `estimator` at `(ℓᵒ, ℓʳ)`, zero where the
+/// mask is 0. The caller forms `r' = r − β·k` (no gradient flows); TRL RLOO's
+/// sequence form is `β·Σ_t k` with `k1`. Errors on shape mismatch, non-finite
+/// values on valid tokens, and the `full` estimator (no log-prob formula).
+pub fn kl_reward_penalty(
+    old_log_prob: ndarray::ArrayView2<'_, f64>,
+    ref_log_prob: ndarray::ArrayView2<'_, f64>,
+    mask: ndarray::ArrayView2<'_, f64>,
+    estimator: KlEstimator,
+) -> Result<ndarray::Array2<f64>> {
+    let dim = mask.dim();
+    for (what, d) in [
+        ("old_log_prob", old_log_prob.dim()),
+        ("ref_log_prob", ref_log_prob.dim()),
+    ] {
+        if d != dim {
+            return Err(CoreError::ShapeMismatch {
+                what: what.into(),
+                expected: vec![dim.0, dim.1],
+                got: vec![d.0, d.1],
+            });
+        }
+    }
+    let mut out = ndarray::Array2::zeros(dim);
+    for ((i, j), m) in mask.indexed_iter() {
+        if *m == 0.0 {
+            continue;
+        }
+        for (what, v) in [
+            ("old_log_prob", old_log_prob[[i, j]]),
+            ("ref_log_prob", ref_log_prob[[i, j]]),
+        ] {
+            if !v.is_finite() {
+                return Err(CoreError::NonFinite {
+                    what: what.into(),
+                    row: i,
+                    col: j,
+                    value: v,
+                });
+            }
+        }
+        let (k, _) = estimator
+            .value_grad(
+                old_log_prob[[i, j]],
+                ref_log_prob[[i, j]],
+                old_log_prob[[i, j]],
+            )
+            .ok_or_else(|| CoreError::InvalidParam {
+                name: "estimator".into(),
+                value: "full".into(),
+                reason:
+                    "the full-distribution KL has no log-prob formula; compute it in the kernel"
+                        .into(),
+            })?;
+        out[[i, j]] = k;
+    }
+    Ok(out)
+}
+
 /// Shape of the GRPO-D dynamic KL schedule (reconstructed, §5.10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

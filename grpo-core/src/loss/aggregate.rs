@@ -68,27 +68,42 @@ impl Aggregation {
     /// The weights `w[i,t] = ∂𝓛/∂λ[i,t]` for the response mask `mask` `[B,T]`
     /// (zero wherever `mask = 0`).
     pub fn weights(&self, mask: ArrayView2<'_, f64>) -> Result<Array2<f64>> {
-        self.validate()?;
         let (b, t) = mask.dim();
         let lens: Vec<f64> = (0..b).map(|i| mask.row(i).sum()).collect();
-        let n_tok: f64 = lens.iter().sum();
-        let n_rows = lens.iter().filter(|l| **l > 0.0).count() as f64;
+        let rw = self.row_weights(&lens)?;
         let mut w = Array2::<f64>::zeros((b, t));
-        if n_tok <= 0.0 {
-            return Ok(w);
-        }
         for i in 0..b {
-            let row_w = match self {
-                Aggregation::TokenMean => 1.0 / n_tok,
-                Aggregation::SeqMeanTokenMean => 1.0 / ((lens[i] + 1e-8) * n_rows),
-                Aggregation::SeqMeanTokenSum => 1.0 / n_rows,
-                Aggregation::SeqMeanTokenSumNorm { normalizer } => 1.0 / normalizer,
-            };
-            for j in 0..t {
-                w[[i, j]] = mask[[i, j]] * row_w;
+            if rw[i] != 0.0 {
+                let mut wr = w.row_mut(i);
+                wr.zip_mut_with(&mask.row(i), |w, m| *w = m * rw[i]);
             }
         }
         Ok(w)
+    }
+
+    /// Every mode's weight is `w[i,t] = m[i,t]·c_i`; returns `c_i` for row lengths
+    /// `lens` (`L_i`, zero for empty rows, all zero when `Σ L_i = 0`).
+    pub fn row_weights(&self, lens: &[f64]) -> Result<Vec<f64>> {
+        self.validate()?;
+        let n_tok: f64 = lens.iter().sum();
+        let n_rows = lens.iter().filter(|l| **l > 0.0).count() as f64;
+        if n_tok <= 0.0 {
+            return Ok(vec![0.0; lens.len()]);
+        }
+        Ok(lens
+            .iter()
+            .map(|l| {
+                if *l <= 0.0 {
+                    return 0.0;
+                }
+                match self {
+                    Aggregation::TokenMean => 1.0 / n_tok,
+                    Aggregation::SeqMeanTokenMean => 1.0 / ((l + 1e-8) * n_rows),
+                    Aggregation::SeqMeanTokenSum => 1.0 / n_rows,
+                    Aggregation::SeqMeanTokenSumNorm { normalizer } => 1.0 / normalizer,
+                }
+            })
+            .collect())
     }
 
     /// Aggregates `values` `[B,T]` under `mask` `[B,T]`: returns `(𝓛, w)`.

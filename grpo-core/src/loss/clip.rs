@@ -1,10 +1,10 @@
 //! PPO-clip token loss with clip-higher and dual-clip (algorithms.md §4.1) and
 //! TRL's two-sided clip δ (§4.2).
 
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use super::{Aggregation, Ctx, LossOutput, param, token_output};
+use super::{Aggregation, Ctx, LossOutput, param, token_loss_fn, token_output};
 use crate::error::Result;
 
 /// PPO-clip (verl `vanilla`, OpenRLHF `ppo`, TRL/Liger grpo-family).
@@ -111,34 +111,25 @@ pub(crate) fn ppo_with_adv(
     c: &PpoClipConfig,
     ctx: &Ctx<'_, '_>,
     factor: &Array2<f64>,
-    adv: &Array2<f64>,
+    adv: ArrayView2<'_, f64>,
 ) -> Result<LossOutput> {
-    let (b, t) = (ctx.b, ctx.t);
-    let mut lam = Array2::zeros((b, t));
-    let mut gam = Array2::zeros((b, t));
     let (mut nc, mut nl, mut nh, mut nd) = (0.0, 0.0, 0.0, 0.0);
-    for i in 0..b {
-        for j in 0..t {
-            if !ctx.valid(i, j) {
-                continue;
-            }
-            let p = ppo_token(
-                adv[[i, j]],
-                ctx.logratio(i, j),
-                c.eps_low,
-                c.eps_high(),
-                c.clip_ratio_c,
-                c.clamp_log_ratio,
-            );
-            lam[[i, j]] = p.lam;
-            gam[[i, j]] = p.gam;
-            nc += p.clipped as u8 as f64;
-            nl += p.low as u8 as f64;
-            nh += p.high as u8 as f64;
-            nd += p.dual as u8 as f64;
-        }
-    }
-    let mut out = token_output(ctx, &c.agg, &lam, &gam, factor)?;
+    let eh = c.eps_high();
+    let mut out = token_loss_fn(ctx, &c.agg, factor, |i, j| {
+        let p = ppo_token(
+            adv[[i, j]],
+            ctx.logratio(i, j),
+            c.eps_low,
+            eh,
+            c.clip_ratio_c,
+            c.clamp_log_ratio,
+        );
+        nc += p.clipped as u8 as f64;
+        nl += p.low as u8 as f64;
+        nh += p.high as u8 as f64;
+        nd += p.dual as u8 as f64;
+        (p.lam, p.gam)
+    })?;
     let n = ctx.n_tok;
     out.metrics.clip_frac = nc / n;
     out.metrics.clip_frac_lower = nl / n;
@@ -152,8 +143,7 @@ pub(crate) fn ppo_clip(
     ctx: &Ctx<'_, '_>,
     factor: &Array2<f64>,
 ) -> Result<LossOutput> {
-    let adv = ctx.x.advantages.to_owned();
-    ppo_with_adv(c, ctx, factor, &adv)
+    ppo_with_adv(c, ctx, factor, ctx.x.advantages)
 }
 
 /// TRL two-sided clip (INTELLECT-2): `λ = −min(min(ρ, δ)·A, clip(ρ, 1−ε_low, 1+ε_high)·A)`,

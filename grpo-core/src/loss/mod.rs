@@ -256,7 +256,12 @@ impl<'a> LossInputs<'a> {
         if let Some(v) = &self.token_ids {
             shape2("token_ids", v.dim())?;
         }
+        // Fast checks first; locate the offending element only on failure.
+        let mask_ok = self.response_mask.iter().all(|v| *v == 0.0 || *v == 1.0);
         for ((i, j), v) in self.response_mask.indexed_iter() {
+            if mask_ok {
+                break;
+            }
             if *v != 0.0 && *v != 1.0 {
                 return Err(CoreError::InvalidMask {
                     what: "response_mask".into(),
@@ -267,6 +272,12 @@ impl<'a> LossInputs<'a> {
             }
         }
         let finite = |what: &str, a: &ArrayView2<'_, f64>| -> Result<()> {
+            if ndarray::Zip::from(a)
+                .and(&self.response_mask)
+                .all(|v, m| *m == 0.0 || v.is_finite())
+            {
+                return Ok(());
+            }
             for ((i, j), v) in a.indexed_iter() {
                 if self.response_mask[[i, j]] != 0.0 && !v.is_finite() {
                     return Err(CoreError::NonFinite {
@@ -551,15 +562,35 @@ pub(crate) fn token_output(
     gam: &Array2<f64>,
     factor: &Array2<f64>,
 ) -> Result<LossOutput> {
-    let w = agg.weights(ctx.x.response_mask)?;
+    token_loss_fn(ctx, agg, factor, |i, j| (lam[[i, j]], gam[[i, j]]))
+}
+
+/// One-pass token-level loss: `f(i, j) = (λ[i,t], γ[i,t])` is called once per
+/// valid token; `𝓛 = Σ w f λ`, `∂𝓛/∂ℓ = w f γ` with the aggregation's row weights.
+pub(crate) fn token_loss_fn(
+    ctx: &Ctx<'_, '_>,
+    agg: &Aggregation,
+    factor: &Array2<f64>,
+    mut f: impl FnMut(usize, usize) -> (f64, f64),
+) -> Result<LossOutput> {
+    let rw = agg.row_weights(&ctx.len)?;
     let mut out = LossOutput::zeros(ctx.b, ctx.t);
     let mut loss = 0.0;
     for i in 0..ctx.b {
+        if rw[i] == 0.0 {
+            continue;
+        }
+        let m = ctx.x.response_mask.row(i);
+        let fr = factor.row(i);
+        let mut g = out.grad_logp.row_mut(i);
         for j in 0..ctx.t {
-            let wf = w[[i, j]] * factor[[i, j]];
-            if wf != 0.0 {
-                loss += wf * lam[[i, j]];
-                out.grad_logp[[i, j]] = wf * gam[[i, j]];
+            if m[j] != 0.0 {
+                let (l, gm) = f(i, j);
+                let wf = rw[i] * fr[j];
+                if wf != 0.0 {
+                    loss += wf * l;
+                    g[j] = wf * gm;
+                }
             }
         }
     }
@@ -668,19 +699,28 @@ impl LossConfig {
         let m = &mut out.metrics;
         m.valid_tokens = n_tok;
         if n_tok > 0.0 {
-            m.ppo_kl = ctx.token_mean(|i, j| -ctx.logratio(i, j));
-            m.ratio_mean = ctx.token_mean(|i, j| ctx.logratio(i, j).clamp(-20.0, 20.0).exp());
+            let (mut kl, mut rs) = (0.0, 0.0);
             let mut lo = f64::INFINITY;
             let mut hi = f64::NEG_INFINITY;
             for i in 0..b {
+                let (lp, old, mk) = (
+                    inputs.log_prob.row(i),
+                    inputs.old_log_prob.row(i),
+                    inputs.response_mask.row(i),
+                );
                 for j in 0..t {
-                    if ctx.valid(i, j) {
-                        let r = ctx.logratio(i, j).clamp(-20.0, 20.0).exp();
+                    if mk[j] != 0.0 {
+                        let x = lp[j] - old[j];
+                        let r = x.clamp(-20.0, 20.0).exp();
+                        kl -= x;
+                        rs += r;
                         lo = lo.min(r);
                         hi = hi.max(r);
                     }
                 }
             }
+            m.ppo_kl = kl / n_tok;
+            m.ratio_mean = rs / n_tok;
             m.ratio_min = lo;
             m.ratio_max = hi;
             if let Some(h) = &inputs.entropy {

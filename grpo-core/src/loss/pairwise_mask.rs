@@ -78,7 +78,7 @@ pub(crate) fn dagrpo(
             }
         }
     }
-    let mut out = ppo_with_adv(&c.ppo(), ctx, factor, &adv)?;
+    let mut out = ppo_with_adv(&c.ppo(), ctx, factor, adv.view())?;
     out.metrics.extra.insert(
         "dagrpo_kept_pair_frac".into(),
         if total > 0.0 { kept / total } else { 0.0 },

@@ -481,3 +481,65 @@ fn validation_errors_name_the_input() {
         Err(CoreError::InvalidParam { .. })
     ));
 }
+
+/// §4.13: c = 0 ⇒ no change; the adaptive controller moves with the sign of H̄ − H_target,
+/// stays in bounds, and applies the bonus only after a window at or below the target.
+#[test]
+fn entropy_bonus_and_adaptive_coefficient() {
+    use grpo_core::loss::{AdaptiveEntropyCoef, AdaptiveEntropyConfig};
+    let o = Owned::random(21, 0.3, false, false);
+    let ppo = json!({"type": "ppo_clip", "eps_low": 0.2, "agg": {"type": "token_mean"}});
+    let base = eval(&cfg(ppo.clone()), &o);
+    let zero = eval(
+        &cfg(
+            json!({"type": "entropy_bonus", "coef": 0.0, "agg": {"type": "token_mean"}, "base": ppo}),
+        ),
+        &o,
+    );
+    assert_eq!(zero.loss, base.loss);
+    assert_eq!(zero.grad_logp, base.grad_logp);
+    assert!(zero.grad_entropy.unwrap().iter().all(|g| *g == 0.0));
+    let mut c = AdaptiveEntropyCoef::new(AdaptiveEntropyConfig {
+        init_coef: 0.0,
+        delta: 0.005,
+        coef_min: 0.0,
+        coef_max: 0.012,
+        target_entropy: 0.2,
+    })
+    .unwrap();
+    assert_eq!(c.effective_coef(), 0.0);
+    assert!((c.end_window(0.1).unwrap() - 0.005).abs() < 1e-15);
+    assert!((c.end_window(0.15).unwrap() - 0.01).abs() < 1e-15);
+    assert!((c.end_window(0.15).unwrap() - 0.012).abs() < 1e-15);
+    assert_eq!(c.end_window(0.5).unwrap(), 0.0);
+    assert!((c.coef - 0.007).abs() < 1e-15);
+    for _ in 0..10 {
+        c.end_window(0.9).unwrap();
+    }
+    assert_eq!(c.coef, 0.0);
+}
+
+/// §5.7: the KL-in-reward penalty is the estimator applied to (ℓᵒ, ℓʳ), zero on padding.
+#[test]
+fn kl_in_reward_penalty() {
+    use grpo_core::kl::{KlEstimator, kl_reward_penalty};
+    let o = Owned::random(4, 0.3, false, true);
+    let k = kl_reward_penalty(o.old.view(), o.refp.view(), o.mask.view(), KlEstimator::K1).unwrap();
+    for ((i, j), m) in o.mask.indexed_iter() {
+        let expect = if *m != 0.0 {
+            o.old[[i, j]] - o.refp[[i, j]]
+        } else {
+            0.0
+        };
+        assert_eq!(k[[i, j]], expect);
+    }
+    assert!(
+        kl_reward_penalty(
+            o.old.view(),
+            o.refp.view(),
+            o.mask.view(),
+            KlEstimator::Full
+        )
+        .is_err()
+    );
+}
