@@ -129,6 +129,7 @@ impl Selection {
 /// Ids of the groups whose `metric` values are all identical (exact equality, as
 /// `std == 0`). Also the trigger of difficulty-aware augmentation (§6.7).
 pub fn zero_variance_groups(batch: &ScoredBatch, metric: &str) -> Result<Vec<usize>> {
+    batch.validate_shapes()?;
     let v = batch.component(metric)?;
     Ok(batch
         .groups()
@@ -186,6 +187,7 @@ impl FilterConfig {
     /// Computes the selection for a batch.
     pub fn select(&self, batch: &ScoredBatch, rng: &mut ChaCha8Rng) -> Result<Selection> {
         self.validate()?;
+        batch.validate_shapes()?;
         match self {
             FilterConfig::DynamicSampling(c) => {
                 let drop = zero_variance_groups(batch, &c.metric)?;

@@ -172,6 +172,7 @@ fn weighted_baseline(
 
 /// OPO: `b_k = Σ L_j R_j / Σ L_j`, `A_i = R_i − b_k`. A group whose rows are all empty is an error.
 pub fn opo(c: &OpoConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let l = batch.lengths().to_vec();
     let a = weighted_baseline(batch, &l, c.singleton, "opo")?;
     Ok(AdvantageOutput::outcome(batch, &a))
@@ -179,6 +180,7 @@ pub fn opo(c: &OpoConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
 
 /// GPG: `α = B / max(#{R_i ≠ 0}, 1)` over the whole batch, `A_i = α (R_i − μ_k)`.
 pub fn gpg(c: &GpgConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let r = batch.reward.to_vec();
     let nz = r.iter().filter(|x| **x != 0.0).count().max(1);
     let alpha = r.len() as f64 / nz as f64;
@@ -194,6 +196,7 @@ pub fn gpg(c: &GpgConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
 
 /// OPMD: `A_i = R_i − b_k` with the mean or `τ(logsumexp(R/τ) − log n)` baseline.
 pub fn opmd(c: &OpmdConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let r = batch.reward.to_vec();
     let mut a = vec![0.0; r.len()];
     for (g, rows) in batch.groups().iter() {
@@ -224,6 +227,7 @@ pub fn opmd(c: &OpmdConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
 
 /// AsymRE: `A_i = R_i − μ_k − δ_shift`.
 pub fn asymre(c: &AsymreConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let r = batch.reward.to_vec();
     let mut a = vec![0.0; r.len()];
     for (g, rows) in batch.groups().iter() {
@@ -240,6 +244,7 @@ pub fn asymre(c: &AsymreConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> 
 /// REC: mean-centring, optional std scaling and balanced negative drop (`rng` picks the
 /// dropped negatives; dropped rows get advantage 0).
 pub fn rec(c: &RecConfig, batch: &ScoredBatch, rng: &mut ChaCha8Rng) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let r = batch.reward.to_vec();
     let mut a = vec![0.0; r.len()];
     let mut dropped = 0usize;
@@ -290,6 +295,7 @@ pub fn rec(c: &RecConfig, batch: &ScoredBatch, rng: &mut ChaCha8Rng) -> Result<A
 
 /// OBLR-PO optimal baseline: `b_k = Σ q_i R_i / Σ q_i`, `A_i = R_i − b_k` (reconstructed).
 pub fn oblr(c: &OblrConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let q: Vec<f64> = match c.weight {
         OblrWeight::Length => batch.lengths().to_vec(),
         OblrWeight::ScoreNorm => score_norm_weights(batch, "oblr")?.1,

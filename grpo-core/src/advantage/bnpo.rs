@@ -162,6 +162,7 @@ pub fn bnpo_rows(
 
 /// BNPO advantage (optionally decomposed over reward components).
 pub fn bnpo(c: &BnpoConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let (mut acc, alpha, beta, deg) = bnpo_rows(c, batch, &batch.reward.to_vec(), "reward")?;
     let mut n = 1.0;
     if c.decompose {

@@ -131,6 +131,7 @@ pub fn summary_advantage(scores_per_split: &[Vec<f64>]) -> Vec<Vec<f64>> {
 
 /// BRPO advantage over a batch with budget records; returns are `ret[g,s]` on the segment tokens.
 pub fn brpo(c: &BrpoConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let budgets = batch
         .budgets
         .as_ref()

@@ -43,6 +43,7 @@ pub(crate) fn validate(c: &GdpoConfig) -> Result<()> {
 
 /// GDPO advantage: `A = (S − mean S)/(std S + ε)`, `S_i = Σ_k w_k (R^k_i − μ^k)/(σ^k + ε)`.
 pub fn gdpo(c: &GdpoConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let k = batch.components.len();
     if k == 0 {
         return Err(CoreError::MissingInput {

@@ -55,6 +55,7 @@ pub struct GrpoBatchStdConfig {
 
 /// GRPO advantage (§3.1).
 pub fn grpo(c: &GrpoConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let r = batch.reward.to_vec();
     let groups = batch.groups();
     let scale = match c.std_floor {
@@ -70,6 +71,7 @@ pub fn grpo(c: &GrpoConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
 
 /// Dr.GRPO advantage (§3.2).
 pub fn dr_grpo(c: &DrGrpoConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let r = batch.reward.to_vec();
     let a = group_normalise(&r, &batch.groups(), Scale::None, c.singleton, "dr_grpo")?;
     Ok(AdvantageOutput::outcome(batch, &a))
@@ -77,6 +79,7 @@ pub fn dr_grpo(c: &DrGrpoConfig, batch: &ScoredBatch) -> Result<AdvantageOutput>
 
 /// Group mean / batch std advantage (§3.3). One row in the batch ⇒ std := 0.
 pub fn grpo_batch_std(c: &GrpoBatchStdConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let r = batch.reward.to_vec();
     let centred = group_normalise(
         &r,

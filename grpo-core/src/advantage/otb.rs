@@ -53,6 +53,7 @@ pub enum OtbAlign {
 
 /// Optimal token baseline: `A = (Ret − b)·m`, returns `Ret·m`.
 pub fn optimal_token_baseline(c: &OtbConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let (mut w, _) = super::baselines::score_norm_weights(batch, "optimal_token_baseline")?;
     if let Some(iw) = &batch.is_weight {
         w.zip_mut_with(iw, |x, v| *x *= v * v);

@@ -29,6 +29,7 @@ pub struct PasskConfig {
 
 /// Pass@k advantage; every group needs at least 2 rows (verl raises).
 pub fn grpo_passk(c: &PasskConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let groups = batch.groups();
     groups.require_min_size(2, "grpo_passk")?;
     let r = &batch.reward;

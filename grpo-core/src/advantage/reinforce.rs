@@ -66,6 +66,7 @@ pub fn reinforce_plus_plus(
     c: &ReinforcePlusPlusConfig,
     batch: &ScoredBatch,
 ) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let r = batch.token_rewards_or_outcome();
     let m = &batch.mask;
     let mut ret = Array2::zeros(m.dim());
@@ -90,6 +91,7 @@ pub fn reinforce_plus_plus_baseline(
     c: &ReinforcePlusPlusBaselineConfig,
     batch: &ScoredBatch,
 ) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let r = batch.reward.to_vec();
     let mut a = vec![0.0; r.len()];
     for (g, rows) in batch.groups().iter() {
@@ -109,6 +111,7 @@ pub fn reinforce_plus_plus_baseline(
 
 /// ReMax: `Ret` = reverse cumsum of `m·r`, `A = Ret − b_i·m`.
 pub fn remax(_c: &RemaxConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let b = batch
         .baseline_reward
         .as_ref()
@@ -142,6 +145,7 @@ pub fn remax(_c: &RemaxConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
 /// GAE (verl): `δ_t = r_t + γV_{t+1} − V_t`, `Â_t = δ_t + γλÂ_{t+1}`, values and the
 /// accumulator carried over masked positions; `Ret = Â + V`; `A = masked_whiten(Â)·m`.
 pub fn gae(c: &GaeConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let v = batch
         .values
         .as_ref()

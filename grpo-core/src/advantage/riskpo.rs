@@ -154,6 +154,7 @@ pub fn risk_po(
     batch: &ScoredBatch,
     rng: &mut ChaCha8Rng,
 ) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let groups = batch.groups();
     let r = &batch.reward;
     let mut a = vec![0.0; batch.rows()];

@@ -19,6 +19,7 @@ pub struct RlooConfig {
 
 /// RLOO advantage.
 pub fn rloo(c: &RlooConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let r = &batch.reward;
     let mut a = vec![0.0; batch.rows()];
     for (g, rows) in batch.groups().iter() {

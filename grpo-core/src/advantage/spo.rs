@@ -233,6 +233,7 @@ impl SpoState {
 /// SPO advantage: `a_i = r_i − p̂_{x_i}`, `A = (a − mean a)/(std a + 1e-8)` over the batch;
 /// one row ⇒ `A = a` (flagged in `spo/unscaled_batch`).
 pub fn spo(_c: &SpoConfig, state: &SpoState, batch: &ScoredBatch) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let keys = batch
         .prompt_key
         .as_ref()

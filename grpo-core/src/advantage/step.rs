@@ -108,6 +108,7 @@ fn paint(
 
 /// GiGPO: `A = A^E + ω·A^S` on step tokens, `A^E` elsewhere.
 pub fn gigpo(c: &GigpoConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let st = steps(batch, "gigpo")?;
     let groups = batch.groups();
     let scale = match c.mode {
@@ -174,6 +175,7 @@ pub fn gigpo(c: &GigpoConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
 /// SALT: trajectory advantage by GRPO; a step's advantage is the mean trajectory advantage
 /// over the distinct trajectories of the group that contain the same `(state, action)` node.
 pub fn salt(c: &SaltConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let st = steps(batch, "salt")?;
     let groups = batch.groups();
     let traj = group_normalise(
@@ -214,6 +216,7 @@ pub fn salt(c: &SaltConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
 /// HRPO: `A_{i,a} = A^GRPO_i + ω (r_{i,a} − mean r_{·,a})`, the mean over the group's steps
 /// with the same action key.
 pub fn hrpo(c: &HrpoConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let st = steps(batch, "hrpo")?;
     let groups = batch.groups();
     let base = group_normalise(

@@ -35,7 +35,8 @@ pub struct TempsampConfig {
 }
 
 /// Soft-transformed rewards per row (group means are those of the raw rewards).
-pub fn soft_rewards(c: &TempsampConfig, batch: &ScoredBatch) -> Vec<f64> {
+pub fn soft_rewards(c: &TempsampConfig, batch: &ScoredBatch) -> Result<Vec<f64>> {
+    batch.validate_shapes()?;
     let r = batch.reward.to_vec();
     let mut out = r.clone();
     for (_, rows) in batch.groups().iter() {
@@ -46,12 +47,13 @@ pub fn soft_rewards(c: &TempsampConfig, batch: &ScoredBatch) -> Vec<f64> {
             out[i] = mu + s * (d / s).tanh();
         }
     }
-    out
+    Ok(out)
 }
 
 /// TempSamp soft advantage: GRPO on the transformed rewards.
 pub fn tempsamp(c: &TempsampConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
-    let soft = soft_rewards(c, batch);
+    batch.validate_shapes()?;
+    let soft = soft_rewards(c, batch)?;
     let a = group_normalise(
         &soft,
         &batch.groups(),

@@ -34,6 +34,7 @@ pub struct UnlikelinessConfig {
 /// Shaped rewards `R'` (exposed for tests and reward logging). Needs `old_log_prob` and
 /// non-empty rows.
 pub fn shaped_rewards(c: &UnlikelinessConfig, batch: &ScoredBatch) -> Result<Vec<f64>> {
+    batch.validate_shapes()?;
     let lp = batch
         .old_log_prob
         .as_ref()
@@ -65,6 +66,7 @@ pub fn shaped_rewards(c: &UnlikelinessConfig, batch: &ScoredBatch) -> Result<Vec
 
 /// Unlikeliness advantage: GRPO on the shaped rewards.
 pub fn unlikeliness(c: &UnlikelinessConfig, batch: &ScoredBatch) -> Result<AdvantageOutput> {
+    batch.validate_shapes()?;
     let shaped = shaped_rewards(c, batch)?;
     let a = group_normalise(
         &shaped,
