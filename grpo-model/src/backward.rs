@@ -5,9 +5,10 @@
 //! (so several micro-batches can add up before one optimizer step). With tied embeddings the
 //! lm_head and embedding gradients land in the same tensor.
 //!
-//! For shared-prefix segments the completions are processed first at every layer: their
-//! attention backward adds into the prompt's key/value gradients, which join the prompt's own
-//! before its layer backward runs once.
+//! All segments of a batch are stacked into one `[N, ·]` row block per layer; attention
+//! runs per segment. For shared-prefix segments each completion's attention backward adds
+//! into the prompt rows' key/value gradients, which then flow through the k/v projections
+//! once, together with the prompt's own.
 
 use grpo_kernels::ops::attention::attention_bwd;
 use grpo_kernels::ops::embedding::embedding_bwd;
@@ -18,7 +19,7 @@ use grpo_kernels::ops::rope::rope_bwd;
 use grpo_kernels::ops::swiglu::swiglu_bwd;
 
 use crate::error::{Error, Result};
-use crate::forward::{Activations, LayerActs};
+use crate::forward::{Activations, Ctx, LayerActs, Span};
 use crate::model::Model;
 
 /// `dW [n, k] += dyᵀ · x` for `y [t, n] = x [t, k] · Wᵀ`.
@@ -61,32 +62,27 @@ fn g(grads: &mut [f32], off: usize, len: usize) -> &mut [f32] {
 }
 
 impl Model {
-    /// Backward of one layer. `dout [t, H]` is d loss / d layer output; returns d loss / d
-    /// layer input and, when the segment attends to a context, the gradients of the context's
-    /// keys and values `[pos0, Hkv·D]`. `extra_dkv` holds gradients of this segment's own
-    /// keys/values coming from later segments that attend to it.
+    /// Backward of one batched layer (see [`Model::layer_fwd`]). `dout [N, H]` is d loss /
+    /// d layer output; returns d loss / d layer input `[N, H]`. Key/value gradients of a span
+    /// that attends to another span's rows are accumulated into that span's rows before the
+    /// shared projections run, so a shared prompt's gradient is accumulated once.
     pub(crate) fn layer_bwd(
         &self,
         l: usize,
         x: &[f32],
         a: &LayerActs,
         dout: &[f32],
-        t: usize,
-        pos0: usize,
-        ctx: Option<(&[f32], &[f32])>,
-        extra_dkv: Option<&(Vec<f32>, Vec<f32>)>,
+        spans: &[Span<'_>],
         grads: &mut [f32],
-    ) -> Result<(Vec<f32>, Option<(Vec<f32>, Vec<f32>)>)> {
+    ) -> Result<Vec<f32>> {
         let c = &self.config;
         let (h, qd, kvd, inter) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
         let (hq, hkv, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
         let lo = self.layout.layers[l];
+        let t = x.len() / h;
         let _span = tracing::trace_span!("layer_bwd", layer = l, tokens = t).entered();
         if t == 0 {
-            return Ok((
-                vec![],
-                ctx.map(|(k, _)| (vec![0.0; k.len()], vec![0.0; k.len()])),
-            ));
+            return Ok(vec![]);
         }
         // MLP: out = x_mid + down(silu(gate) * up)
         let mut dact = vec![0.0; t * inter];
@@ -138,54 +134,62 @@ impl Model {
         acc_weight_grad(g(grads, lo.o, h * qd), &dmid, &a.att, t, qd, h)?;
         let scale = 1.0 / (d as f32).sqrt();
         let mut dq = vec![0.0; t * qd];
-        let (mut dk, mut dv, dctx) = match ctx {
-            Some((ck, cv)) if pos0 > 0 => {
-                let kc = [ck, &a.k].concat();
-                let vc = [cv, &a.v].concat();
-                let mut dkc = vec![0.0; (pos0 + t) * kvd];
-                let mut dvc = vec![0.0; (pos0 + t) * kvd];
-                attention_bwd(
-                    &mut dq,
-                    &mut dkc,
-                    &mut dvc,
-                    &datt,
-                    &a.q,
-                    &kc,
-                    &vc,
-                    &a.att,
-                    &a.lse,
-                    t,
-                    pos0 + t,
-                    hq,
-                    hkv,
-                    d,
-                    pos0,
-                    scale,
-                )?;
-                let dk_own = dkc.split_off(pos0 * kvd);
-                let dv_own = dvc.split_off(pos0 * kvd);
-                (dk_own, dv_own, Some((dkc, dvc)))
+        let mut dk = vec![0.0; t * kvd];
+        let mut dv = vec![0.0; t * kvd];
+        for sp in spans {
+            if sp.t == 0 {
+                continue;
             }
-            _ => {
-                let mut dk = vec![0.0; t * kvd];
-                let mut dv = vec![0.0; t * kvd];
-                attention_bwd(
-                    &mut dq, &mut dk, &mut dv, &datt, &a.q, &a.k, &a.v, &a.att, &a.lse, t, t, hq,
-                    hkv, d, 0, scale,
-                )?;
-                (dk, dv, None)
-            }
-        };
-        drop(datt);
-        if let Some((ek, ev)) = extra_dkv {
-            for (x, e) in dk.iter_mut().zip(ek) {
-                *x += e;
-            }
-            for (x, e) in dv.iter_mut().zip(ev) {
-                *x += e;
+            let (r0, r1) = (sp.off, sp.off + sp.t);
+            let dqs = &mut dq[r0 * qd..r1 * qd];
+            let (douts, qs, outs) = (
+                &datt[r0 * qd..r1 * qd],
+                &a.q[r0 * qd..r1 * qd],
+                &a.att[r0 * qd..r1 * qd],
+            );
+            let lse = &a.lse[hq * r0..hq * r1];
+            let own_k = &a.k[r0 * kvd..r1 * kvd];
+            let own_v = &a.v[r0 * kvd..r1 * kvd];
+            match (sp.ctx, self.ctx_kv(sp, spans, &a.k, &a.v)) {
+                (Ctx::Seg(p), Some((ck, cv))) if sp.pos0 > 0 => {
+                    let kc = [ck, own_k].concat();
+                    let vc = [cv, own_v].concat();
+                    let tk = sp.pos0 + sp.t;
+                    let mut dkc = vec![0.0; tk * kvd];
+                    let mut dvc = vec![0.0; tk * kvd];
+                    attention_bwd(
+                        dqs, &mut dkc, &mut dvc, douts, qs, &kc, &vc, outs, lse, sp.t, tk, hq, hkv,
+                        d, sp.pos0, scale,
+                    )?;
+                    let ps = &spans[p];
+                    let pr = ps.off * kvd..(ps.off + ps.t) * kvd;
+                    for (dst, src) in [(&mut dk, &dkc), (&mut dv, &dvc)] {
+                        dst[pr.clone()]
+                            .iter_mut()
+                            .zip(&src[..sp.pos0 * kvd])
+                            .for_each(|(a, b)| *a += b);
+                        dst[r0 * kvd..r1 * kvd]
+                            .iter_mut()
+                            .zip(&src[sp.pos0 * kvd..])
+                            .for_each(|(a, b)| *a += b);
+                    }
+                }
+                (Ctx::None, _) => {
+                    let (dks, dvs) = (&mut dk[r0 * kvd..r1 * kvd], &mut dv[r0 * kvd..r1 * kvd]);
+                    attention_bwd(
+                        dqs, dks, dvs, douts, qs, own_k, own_v, outs, lse, sp.t, sp.t, hq, hkv, d,
+                        0, scale,
+                    )?;
+                }
+                _ => {
+                    return Err(Error::InvalidInput(
+                        "layer_bwd: only in-batch contexts are differentiable".into(),
+                    ));
+                }
             }
         }
-        let positions: Vec<usize> = (pos0..pos0 + t).collect();
+        drop(datt);
+        let positions: Vec<usize> = spans.iter().flat_map(|s| s.pos0..s.pos0 + s.t).collect();
         rope_bwd(&mut dq, &positions, hq, d, &self.rope)?;
         rope_bwd(&mut dk, &positions, hkv, d, &self.rope)?;
         if let Some((qn, kn)) = lo.qk_norm {
@@ -240,7 +244,7 @@ impl Model {
         for (x, m) in dx.iter_mut().zip(&dmid) {
             *x += m;
         }
-        Ok((dx, dctx))
+        Ok(dx)
     }
 
     /// Backward from per-token `dlogp` (and optional `dentropy`), shaped like the forward's
@@ -284,9 +288,10 @@ impl Model {
         if let Some(de) = dentropy {
             check("dentropy", de)?;
         }
-        let segs = &acts.segs;
-        // Loss head: fused lm_head/log-softmax backward, scattered to the segments' rows.
-        let mut dxf: Vec<Vec<f32>> = segs.iter().map(|s| vec![0.0; s.tokens.len() * h]).collect();
+        let n_rows = acts.acts.xf.len() / h;
+        let spans = acts.spans();
+        // Loss head: fused lm_head/log-softmax backward, scattered to the batch rows.
+        let mut dxf = vec![0.0; n_rows * h];
         let lm_off = self.layout.lm_head;
         for (j, job) in acts.jobs.iter().enumerate() {
             let n = job.targets.len();
@@ -319,8 +324,8 @@ impl Model {
                 v,
                 acts.opts.vocab_chunk.clamp(1, v),
             )?;
-            for (i, &(s, r)) in job.rows.iter().enumerate() {
-                for (a, b) in dxf[s][r * h..(r + 1) * h]
+            for (i, &r) in job.rows.iter().enumerate() {
+                for (a, b) in dxf[r * h..(r + 1) * h]
                     .iter_mut()
                     .zip(&dh[i * h..(i + 1) * h])
                 {
@@ -328,77 +333,40 @@ impl Model {
                 }
             }
         }
+        if n_rows == 0 {
+            return Ok(());
+        }
         // Final norm.
-        let mut dx: Vec<Vec<f32>> = Vec::with_capacity(segs.len());
-        for (si, s) in segs.iter().enumerate() {
-            let t = s.tokens.len();
-            let mut d = vec![0.0; t * h];
-            if t > 0 {
-                let sa = &acts.acts[si];
-                rmsnorm_bwd(
-                    &mut d,
-                    g(grads, self.layout.final_norm, h),
-                    &dxf[si],
-                    &sa.inputs[nl],
-                    self.w(self.layout.final_norm, h),
-                    &sa.rstd_f,
-                    t,
-                    h,
-                )?;
-            }
-            dx.push(d);
-        }
+        let mut dx = vec![0.0; n_rows * h];
+        rmsnorm_bwd(
+            &mut dx,
+            g(grads, self.layout.final_norm, h),
+            &dxf,
+            &acts.acts.inputs[nl],
+            self.w(self.layout.final_norm, h),
+            &acts.acts.rstd_f,
+            n_rows,
+            h,
+        )?;
         drop(dxf);
-        // Layers, last to first; within a layer, segments last to first (dependents first).
+        // Layers, last to first.
         for l in (0..nl).rev() {
-            let recomputed: Vec<LayerActs>;
-            let layer: Vec<&LayerActs> = if acts.opts.recompute {
-                let mut v: Vec<LayerActs> = Vec::with_capacity(segs.len());
-                for (si, s) in segs.iter().enumerate() {
-                    let ctx = s.prefix.map(|p| (v[p].k.as_slice(), v[p].v.as_slice()));
-                    let (a, _) =
-                        self.layer_fwd(l, &acts.acts[si].inputs[l], s.tokens.len(), s.pos0, ctx)?;
-                    v.push(a);
-                }
-                recomputed = v;
-                recomputed.iter().collect()
+            let x = &acts.acts.inputs[l];
+            let recomputed;
+            let layer = if acts.opts.recompute {
+                recomputed = self.layer_fwd(l, x, &spans)?.0;
+                &recomputed
             } else {
-                acts.acts.iter().map(|a| &a.layers[l]).collect()
+                &acts.acts.layers[l]
             };
-            let mut extra: Vec<Option<(Vec<f32>, Vec<f32>)>> = vec![None; segs.len()];
-            for si in (0..segs.len()).rev() {
-                let s = &segs[si];
-                let ctx = s
-                    .prefix
-                    .map(|p| (layer[p].k.as_slice(), layer[p].v.as_slice()));
-                let (dxi, dctx) = self.layer_bwd(
-                    l,
-                    &acts.acts[si].inputs[l],
-                    layer[si],
-                    &dx[si],
-                    s.tokens.len(),
-                    s.pos0,
-                    ctx,
-                    extra[si].as_ref(),
-                    grads,
-                )?;
-                dx[si] = dxi;
-                if let (Some(p), Some((dk, dv))) = (s.prefix, dctx) {
-                    match &mut extra[p] {
-                        Some((ek, ev)) => {
-                            ek.iter_mut().zip(&dk).for_each(|(a, b)| *a += b);
-                            ev.iter_mut().zip(&dv).for_each(|(a, b)| *a += b);
-                        }
-                        slot @ None => *slot = Some((dk, dv)),
-                    }
-                }
-            }
+            dx = self.layer_bwd(l, x, layer, &dx, &spans, grads)?;
         }
-        for (si, s) in segs.iter().enumerate() {
-            if !s.tokens.is_empty() {
-                embedding_bwd(g(grads, self.layout.embed, v * h), &dx[si], &s.tokens, h)?;
-            }
-        }
+        let tokens: Vec<u32> = acts
+            .segs
+            .iter()
+            .flat_map(|s| s.tokens.iter().copied())
+            .collect();
+        embedding_bwd(g(grads, self.layout.embed, v * h), &dx, &tokens, h)?;
         Ok(())
     }
 }

@@ -119,24 +119,48 @@ pub(crate) struct Segment {
     pub prefix: Option<usize>,
 }
 
-/// Saved state of one segment.
+/// Where a segment's context (preceding keys/values) comes from in a batched layer call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ctx<'a> {
+    /// No context: plain causal self-attention (`pos0` must be 0).
+    None,
+    /// The rows of another segment of the same batch (its keys/values at this layer).
+    Seg(usize),
+    /// External keys and values `[pos0, Hkv·D]` (a KV cache).
+    Ext(&'a [f32], &'a [f32]),
+}
+
+/// One segment's place in a batched layer call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Span<'a> {
+    /// First row in the batch.
+    pub off: usize,
+    /// Rows.
+    pub t: usize,
+    /// Position of the first row.
+    pub pos0: usize,
+    /// Context.
+    pub ctx: Ctx<'a>,
+}
+
+/// Saved state of a batch of segments; every per-row tensor is all segments' rows stacked.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct SegActs {
-    /// `L + 1` residual-stream tensors `[T, H]`: input of each layer, then the last output.
+pub(crate) struct BatchActs {
+    /// `L + 1` residual-stream tensors `[N, H]`: input of each layer, then the last output.
     pub inputs: Vec<Vec<f32>>,
     /// Per-layer activations (empty when recomputing).
     pub layers: Vec<LayerActs>,
-    /// `[T, H]` final-norm output.
+    /// `[N, H]` final-norm output.
     pub xf: Vec<f32>,
-    /// `[T]` final-norm reciprocal std.
+    /// `[N]` final-norm reciprocal std.
     pub rstd_f: Vec<f32>,
 }
 
 /// Log-prob rows of one output sequence.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Job {
-    /// (segment, row) of each hidden state, one per target.
-    pub rows: Vec<(usize, usize)>,
+    /// Batch row of each hidden state, one per target.
+    pub rows: Vec<usize>,
     /// `[n]` target ids.
     pub targets: Vec<u32>,
     /// `[n]` saved log-sum-exp of the logits.
@@ -149,7 +173,8 @@ pub(crate) struct Job {
 #[derive(Debug, Clone)]
 pub struct Activations {
     pub(crate) segs: Vec<Segment>,
-    pub(crate) acts: Vec<SegActs>,
+    pub(crate) offs: Vec<usize>,
+    pub(crate) acts: BatchActs,
     pub(crate) jobs: Vec<Job>,
     pub(crate) opts: ForwardOptions,
 }
@@ -173,21 +198,50 @@ impl Activations {
 
     /// Bytes of saved f32 activations.
     pub fn saved_bytes(&self) -> usize {
-        let mut n = 0;
-        for a in &self.acts {
-            n += a.inputs.iter().map(Vec::len).sum::<usize>() + a.xf.len() + a.rstd_f.len();
-            for l in &a.layers {
-                n += [
-                    &l.rstd1, &l.xn1, &l.q_pre, &l.k_pre, &l.q_rstd, &l.k_rstd, &l.q, &l.k, &l.v,
-                    &l.att, &l.lse, &l.x_mid, &l.rstd2, &l.xn2, &l.gate, &l.up, &l.act,
-                ]
-                .iter()
-                .map(|v| v.len())
-                .sum::<usize>();
-            }
+        let a = &self.acts;
+        let mut n = a.inputs.iter().map(Vec::len).sum::<usize>() + a.xf.len() + a.rstd_f.len();
+        for l in &a.layers {
+            n += [
+                &l.rstd1, &l.xn1, &l.q_pre, &l.k_pre, &l.q_rstd, &l.k_rstd, &l.q, &l.k, &l.v,
+                &l.att, &l.lse, &l.x_mid, &l.rstd2, &l.xn2, &l.gate, &l.up, &l.act,
+            ]
+            .iter()
+            .map(|v| v.len())
+            .sum::<usize>();
         }
         n * 4
     }
+
+    pub(crate) fn spans(&self) -> Vec<Span<'static>> {
+        spans(&self.segs, &self.offs)
+    }
+}
+
+/// First row of each segment in the stacked batch.
+pub(crate) fn offsets(segs: &[Segment]) -> Vec<usize> {
+    let mut off = 0;
+    segs.iter()
+        .map(|s| {
+            let o = off;
+            off += s.tokens.len();
+            o
+        })
+        .collect()
+}
+
+pub(crate) fn spans(segs: &[Segment], offs: &[usize]) -> Vec<Span<'static>> {
+    segs.iter()
+        .zip(offs)
+        .map(|(s, &off)| Span {
+            off,
+            t: s.tokens.len(),
+            pos0: s.pos0,
+            ctx: match s.prefix {
+                Some(p) => Ctx::Seg(p),
+                None => Ctx::None,
+            },
+        })
+        .collect()
 }
 
 /// `out [t, n] = x [t, k] · Wᵀ` with `w [n, k]` (HF Linear layout).
@@ -212,21 +266,41 @@ fn add_bias(x: &mut [f32], b: &[f32]) {
 }
 
 impl Model {
-    /// One decoder layer over `t` tokens at positions `pos0..`, attending to `ctx` (keys and
-    /// values `[pos0, Hkv·D]` of the preceding tokens) and to themselves. Returns the saved
-    /// activations and the layer output `[t, H]`.
+    /// The keys/values a span attends to before its own rows, with their count.
+    pub(crate) fn ctx_kv<'a>(
+        &self,
+        sp: &Span<'a>,
+        spans: &[Span<'a>],
+        k: &'a [f32],
+        v: &'a [f32],
+    ) -> Option<(&'a [f32], &'a [f32])> {
+        let kvd = self.config.kv_dim();
+        match sp.ctx {
+            Ctx::None => None,
+            Ctx::Ext(ck, cv) => Some((ck, cv)),
+            Ctx::Seg(p) => {
+                let ps = &spans[p];
+                let r = ps.off * kvd..(ps.off + ps.t) * kvd;
+                Some((&k[r.clone()], &v[r]))
+            }
+        }
+    }
+
+    /// One decoder layer over a batch of `N` stacked rows `x [N, H]` made of `spans`: the
+    /// row-wise parts (norms, projections, MLP) run as `[N, ·]` matrix products, attention
+    /// runs per span over its context and itself. Returns the saved activations and the
+    /// layer output `[N, H]`.
     pub(crate) fn layer_fwd(
         &self,
         l: usize,
         x: &[f32],
-        t: usize,
-        pos0: usize,
-        ctx: Option<(&[f32], &[f32])>,
+        spans: &[Span<'_>],
     ) -> Result<(LayerActs, Vec<f32>)> {
         let c = &self.config;
         let (h, qd, kvd, inter) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
         let (hq, hkv, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
         let lo = self.layout.layers[l];
+        let t = x.len() / h;
         let _span = tracing::trace_span!("layer_fwd", layer = l, tokens = t).entered();
         if t == 0 {
             return Ok((LayerActs::default(), vec![]));
@@ -282,34 +356,37 @@ impl Model {
             a.q_pre = std::mem::replace(&mut q, qo);
             a.k_pre = std::mem::replace(&mut k, ko);
         }
-        let positions: Vec<usize> = (pos0..pos0 + t).collect();
+        let positions: Vec<usize> = spans.iter().flat_map(|s| s.pos0..s.pos0 + s.t).collect();
+        if positions.len() != t {
+            return Err(Error::InvalidInput(format!(
+                "layer_fwd: spans cover {} rows, input has {t}",
+                positions.len()
+            )));
+        }
         rope_fwd(&mut q, &positions, hq, d, &self.rope)?;
         rope_fwd(&mut k, &positions, hkv, d, &self.rope)?;
         a.att = vec![0.0; t * qd];
         a.lse = vec![0.0; hq * t];
         let scale = 1.0 / (d as f32).sqrt();
-        match ctx {
-            Some((ck, cv)) if pos0 > 0 => {
-                let kc = [ck, &k].concat();
-                let vc = [cv, &v].concat();
-                attention_fwd(
-                    &mut a.att,
-                    &mut a.lse,
-                    &q,
-                    &kc,
-                    &vc,
-                    t,
-                    pos0 + t,
-                    hq,
-                    hkv,
-                    d,
-                    pos0,
-                    scale,
-                )?;
+        for sp in spans {
+            if sp.t == 0 {
+                continue;
             }
-            _ => attention_fwd(
-                &mut a.att, &mut a.lse, &q, &k, &v, t, t, hq, hkv, d, 0, scale,
-            )?,
+            let (r0, r1) = (sp.off, sp.off + sp.t);
+            let own_k = &k[r0 * kvd..r1 * kvd];
+            let own_v = &v[r0 * kvd..r1 * kvd];
+            let out = &mut a.att[r0 * qd..r1 * qd];
+            let lse = &mut a.lse[hq * r0..hq * r1];
+            let qs = &q[r0 * qd..r1 * qd];
+            match self.ctx_kv(sp, spans, &k, &v) {
+                Some((ck, cv)) if sp.pos0 > 0 => {
+                    let kc = [ck, own_k].concat();
+                    let vc = [cv, own_v].concat();
+                    let tk = sp.pos0 + sp.t;
+                    attention_fwd(out, lse, qs, &kc, &vc, sp.t, tk, hq, hkv, d, sp.pos0, scale)?;
+                }
+                _ => attention_fwd(out, lse, qs, own_k, own_v, sp.t, sp.t, hq, hkv, d, 0, scale)?,
+            }
         }
         a.q = q;
         a.k = k;
@@ -342,80 +419,65 @@ impl Model {
         Ok((a, out))
     }
 
-    /// Runs all segments through embedding, layers and final norm.
+    /// Runs all segments (stacked) through embedding, layers and final norm.
     /// `save_inputs`: keep each layer's input; `save_layers`: keep every layer's activations.
     pub(crate) fn run_segments(
         &self,
         segs: &[Segment],
+        offs: &[usize],
         save_inputs: bool,
         save_layers: bool,
-    ) -> Result<Vec<SegActs>> {
+    ) -> Result<BatchActs> {
         let h = self.config.hidden_size;
-        let nl = self.config.num_layers;
-        let mut xs = Vec::with_capacity(segs.len());
-        for s in segs {
-            let mut x = vec![0.0; s.tokens.len() * h];
-            embedding_fwd(
-                &mut x,
-                self.w(self.layout.embed, self.config.vocab_size * h),
-                &s.tokens,
-                h,
-            )?;
-            xs.push(x);
-        }
-        let mut acts: Vec<SegActs> = (0..segs.len()).map(|_| SegActs::default()).collect();
-        for l in 0..nl {
-            let mut layer: Vec<LayerActs> = Vec::with_capacity(segs.len());
-            for (si, s) in segs.iter().enumerate() {
-                let ctx = s
-                    .prefix
-                    .map(|p| (layer[p].k.as_slice(), layer[p].v.as_slice()));
-                let (a, out) = self.layer_fwd(l, &xs[si], s.tokens.len(), s.pos0, ctx)?;
-                let x_in = std::mem::replace(&mut xs[si], out);
-                if save_inputs {
-                    acts[si].inputs.push(x_in);
-                }
-                layer.push(a);
+        let tokens: Vec<u32> = segs.iter().flat_map(|s| s.tokens.iter().copied()).collect();
+        let n = tokens.len();
+        let spans = spans(segs, offs);
+        let mut x = vec![0.0; n * h];
+        embedding_fwd(
+            &mut x,
+            self.w(self.layout.embed, self.config.vocab_size * h),
+            &tokens,
+            h,
+        )?;
+        let mut acts = BatchActs::default();
+        for l in 0..self.config.num_layers {
+            let (a, out) = self.layer_fwd(l, &x, &spans)?;
+            let x_in = std::mem::replace(&mut x, out);
+            if save_inputs {
+                acts.inputs.push(x_in);
             }
             if save_layers {
-                for (si, a) in layer.into_iter().enumerate() {
-                    acts[si].layers.push(a);
-                }
+                acts.layers.push(a);
             }
         }
-        for (si, s) in segs.iter().enumerate() {
-            let t = s.tokens.len();
-            let mut xf = vec![0.0; t * h];
-            let mut rstd = vec![0.0; t];
-            rmsnorm_fwd(
-                &mut xf,
-                &mut rstd,
-                &xs[si],
-                self.w(self.layout.final_norm, h),
-                t,
-                h,
-                self.config.rms_norm_eps,
-            )?;
-            acts[si].xf = xf;
-            acts[si].rstd_f = rstd;
-            if save_inputs {
-                acts[si].inputs.push(std::mem::take(&mut xs[si]));
-            }
+        acts.xf = vec![0.0; n * h];
+        acts.rstd_f = vec![0.0; n];
+        rmsnorm_fwd(
+            &mut acts.xf,
+            &mut acts.rstd_f,
+            &x,
+            self.w(self.layout.final_norm, h),
+            n,
+            h,
+            self.config.rms_norm_eps,
+        )?;
+        if save_inputs {
+            acts.inputs.push(x);
         }
         Ok(acts)
     }
 
     /// Gathers the hidden rows of `job` into `[n, H]`.
-    pub(crate) fn gather_rows(&self, acts: &[SegActs], job: &Job) -> Vec<f32> {
+    pub(crate) fn gather_rows(&self, acts: &BatchActs, job: &Job) -> Vec<f32> {
         let h = self.config.hidden_size;
         let mut out = Vec::with_capacity(job.rows.len() * h);
-        for &(s, r) in &job.rows {
-            out.extend_from_slice(&acts[s].xf[r * h..(r + 1) * h]);
+        for &r in &job.rows {
+            out.extend_from_slice(&acts.xf[r * h..(r + 1) * h]);
         }
         out
     }
 
-    fn run_jobs(&self, acts: &[SegActs], jobs: &mut [Job], chunk: usize) -> Result<ForwardOutput> {
+    fn run_jobs(&self, acts: &BatchActs, jobs: &mut [Job], chunk: usize) -> Result<ForwardOutput> {
         let (h, v) = (self.config.hidden_size, self.config.vocab_size);
         let lm_head = self.w(self.layout.lm_head, v * h);
         let mut out = ForwardOutput::default();
@@ -448,6 +510,7 @@ impl Model {
     fn plan_unshared(&self, batch: &[SeqInput<'_>]) -> Result<(Vec<Segment>, Vec<Job>)> {
         let mut segs = Vec::with_capacity(batch.len());
         let mut jobs = Vec::with_capacity(batch.len());
+        let mut off = 0;
         for (i, s) in batch.iter().enumerate() {
             self.check_seq(i, s.prompt, s.completion)?;
             let p = s.prompt.len();
@@ -457,10 +520,11 @@ impl Model {
                 tokens.extend_from_slice(&s.completion[..c - 1]);
             }
             jobs.push(Job {
-                rows: (0..c).map(|j| (i, p - 1 + j)).collect(),
+                rows: (0..c).map(|j| off + p - 1 + j).collect(),
                 targets: s.completion.to_vec(),
                 ..Default::default()
             });
+            off += tokens.len();
             segs.push(Segment {
                 tokens,
                 pos0: 0,
@@ -474,8 +538,10 @@ impl Model {
         let mut segs = Vec::new();
         let mut jobs = Vec::new();
         let mut n = 0;
+        let mut off = 0;
         for g in groups {
             let ps = segs.len();
+            let prompt_off = off;
             let p = g.prompt.len();
             for c in &g.completions {
                 self.check_seq(n, g.prompt, c)?;
@@ -492,14 +558,15 @@ impl Model {
                 pos0: 0,
                 prefix: None,
             });
+            off += p;
             for c in &g.completions {
-                let cs = segs.len();
                 let len = c.len();
                 let mut rows = Vec::with_capacity(len);
                 if len > 0 {
-                    rows.push((ps, p - 1));
+                    rows.push(prompt_off + p - 1);
                 }
-                rows.extend((1..len).map(|j| (cs, j - 1)));
+                rows.extend((1..len).map(|j| off + j - 1));
+                off += len.saturating_sub(1);
                 jobs.push(Job {
                     rows,
                     targets: c.to_vec(),
@@ -536,12 +603,14 @@ impl Model {
         mut jobs: Vec<Job>,
         opts: ForwardOptions,
     ) -> Result<(ForwardOutput, Activations)> {
-        let acts = self.run_segments(&segs, true, !opts.recompute)?;
+        let offs = offsets(&segs);
+        let acts = self.run_segments(&segs, &offs, true, !opts.recompute)?;
         let out = self.run_jobs(&acts, &mut jobs, opts.vocab_chunk)?;
         Ok((
             out,
             Activations {
                 segs,
+                offs,
                 acts,
                 jobs,
                 opts,
@@ -575,14 +644,14 @@ impl Model {
     /// Log-probs and entropies only (no activations kept beyond one layer).
     pub fn score(&self, batch: &[SeqInput<'_>]) -> Result<ForwardOutput> {
         let (segs, mut jobs) = self.plan_unshared(batch)?;
-        let acts = self.run_segments(&segs, false, false)?;
+        let acts = self.run_segments(&segs, &offsets(&segs), false, false)?;
         self.run_jobs(&acts, &mut jobs, ForwardOptions::default().vocab_chunk)
     }
 
     /// [`Model::score`] with shared prompts.
     pub fn score_grouped(&self, groups: &[GroupInput<'_>]) -> Result<ForwardOutput> {
         let (segs, mut jobs) = self.plan_grouped(groups)?;
-        let acts = self.run_segments(&segs, false, false)?;
+        let acts = self.run_segments(&segs, &offsets(&segs), false, false)?;
         self.run_jobs(&acts, &mut jobs, ForwardOptions::default().vocab_chunk)
     }
 }

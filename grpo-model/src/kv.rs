@@ -22,7 +22,7 @@ use grpo_kernels::ops::swiglu::swiglu_fwd;
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::forward::linear;
+use crate::forward::{Ctx, Span, linear};
 use crate::model::Model;
 
 /// Keys and values of one sequence, per layer `[len, Hkv, D]`.
@@ -131,7 +131,17 @@ impl Model {
         for l in 0..c.num_layers {
             let (a, out) = {
                 let (ck, cv) = cache.layer(l);
-                self.layer_fwd(l, &x, t, pos0, Some((ck, cv)))?
+                let span = Span {
+                    off: 0,
+                    t,
+                    pos0,
+                    ctx: if pos0 > 0 {
+                        Ctx::Ext(ck, cv)
+                    } else {
+                        Ctx::None
+                    },
+                };
+                self.layer_fwd(l, &x, &[span])?
             };
             cache.append(l, &a.k, &a.v);
             x = out;
