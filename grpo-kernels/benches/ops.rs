@@ -37,6 +37,9 @@ fn bench_matmul(c: &mut Criterion) {
         ("qwen05_down_dx", 1024, 896, 4864, false, false),
         ("qwen05_down_dw", 896, 1024, 4864, true, false),
         ("qwen05_decode_gate_up", 8, 896, 9728, false, true),
+        ("qwen05_decode1_down", 1, 4864, 896, false, true),
+        ("qwen05_decode16_gate_up", 16, 896, 9728, false, true),
+        ("qwen05_decode32_gate_up", 32, 896, 9728, false, true),
     ];
     for (name, m, k, n, ta, tb) in shapes {
         let a = randv(m * k, 1);

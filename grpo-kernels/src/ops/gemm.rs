@@ -223,6 +223,25 @@ mod tests {
     }
 
     #[test]
+    fn small_m_transposed_accumulate_matches_naive() {
+        let (m, k, n) = (3, 37, 150);
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
+            .collect();
+        let mut fast = vec![1.0f32; m * n];
+        matmul(&mut fast, &a, &b, m, k, n, false, true, true).unwrap();
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = 1.0 + (0..k).map(|p| a[i * k + p] * b[j * k + p]).sum::<f32>();
+                assert!((fast[i * n + j] - want).abs() < 1e-4, "({i},{j})");
+            }
+        }
+    }
+
+    #[test]
     fn k_zero_zeroes_or_keeps() {
         let mut out = [3.0f32; 4];
         matmul(&mut out, &[], &[], 2, 0, 2, false, false, true).unwrap();
