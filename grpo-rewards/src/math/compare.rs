@@ -274,15 +274,15 @@ fn inequality_to_interval(items: &[E], ops: &[RelOp]) -> Option<E> {
     }
 }
 
-/// Expands `a ± b` into both values.
+/// Expands `a ± b` into both values (at most 4 signs: 16 values).
 fn expand_pm(e: &E) -> Vec<E> {
-    let mut found = false;
+    let mut found = 0;
     e.walk(&mut |x| {
         if matches!(x, E::PlusMinus(..)) {
-            found = true;
+            found += 1;
         }
     });
-    if !found {
+    if found == 0 || found > 4 {
         return vec![e.clone()];
     }
     let plus = replace_pm(e, true);

@@ -350,7 +350,11 @@ struct P {
     i: usize,
     abs_depth: usize,
     steps: usize,
+    depth: usize,
 }
+
+/// Maximum nesting of groups (keeps recursion far from the stack limit).
+const MAX_DEPTH: usize = 48;
 
 type R = Option<E>;
 
@@ -629,6 +633,16 @@ impl P {
 
     fn atom(&mut self) -> R {
         self.tick()?;
+        if self.depth >= MAX_DEPTH {
+            return None;
+        }
+        self.depth += 1;
+        let r = self.atom_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn atom_inner(&mut self) -> R {
         let tok = self.peek()?.clone();
         self.i += 1;
         match tok {
@@ -863,6 +877,9 @@ fn text_value(t: &str) -> E {
     if s.is_empty() {
         return E::Text(String::new());
     }
+    if s.contains('\\') {
+        return E::Text(norm_text(s));
+    }
     if let Some(e) = parse_math(s).filter(|e| !matches!(e, E::Text(_) | E::Sym(_) | E::Mul(_))) {
         return e;
     }
@@ -938,6 +955,7 @@ pub fn parse_math(s: &str) -> Option<E> {
         i: 0,
         abs_depth: 0,
         steps: 0,
+        depth: 0,
     };
     let mut v = p.list()?;
     // allow a trailing full stop

@@ -14,15 +14,15 @@ pub struct Rat {
     pub den: i128,
 }
 
-fn gcd(mut a: i128, mut b: i128) -> i128 {
-    a = a.abs();
-    b = b.abs();
+fn gcd(a: i128, b: i128) -> i128 {
+    let (mut a, mut b) = (a.unsigned_abs(), b.unsigned_abs());
     while b != 0 {
         let t = a % b;
         a = b;
         b = t;
     }
-    a
+    // only `gcd(i128::MIN, 0)` exceeds i128; 1 keeps callers correct then
+    i128::try_from(a).unwrap_or(1)
 }
 
 impl Rat {

@@ -315,3 +315,54 @@ fn json_entry_point() {
         .is_err()
     );
 }
+
+mod robustness {
+    use grpo_rewards::math::{MathConfig, verify};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// Arbitrary LaTeX-ish predictions never panic and always yield a verdict.
+        #[test]
+        fn never_panics(pred in r"[0-9a-z\\{}()\[\]^_+\-*/=<>,.$% |&!]{0,80}") {
+            let v = verify("\\frac{1}{2}", &pred, &MathConfig::default());
+            prop_assert!(v.is_ok());
+        }
+
+        #[test]
+        fn integers_match_themselves(n in -1_000_000_000i64..1_000_000_000) {
+            let cfg = MathConfig::default();
+            let g = n.to_string();
+            let right = format!("The answer is $\\boxed{{{n}}}$.");
+            let wrong = format!("#### {}", n + 1);
+            let ok = verify(&g, &right, &cfg).unwrap().correct;
+            let bad = verify(&g, &wrong, &cfg).unwrap().correct;
+            prop_assert!(ok && !bad);
+        }
+    }
+
+    #[test]
+    fn hostile_inputs_finish_fast() {
+        let cfg = MathConfig::default();
+        let t = std::time::Instant::now();
+        let deep = format!("$\\boxed{{{}1{}}}$", "(".repeat(3000), ")".repeat(3000));
+        let _ = verify("1", &deep, &cfg).unwrap();
+        let fracs = format!(
+            "$\\boxed{{{}1{}}}$",
+            "\\frac{".repeat(500),
+            "}{2}".repeat(500)
+        );
+        let _ = verify("1", &fracs, &cfg).unwrap();
+        let pms = format!("$\\boxed{{{}}}$", vec!["1"; 40].join("\\pm "));
+        let _ = verify("1", &pms, &cfg).unwrap();
+        let tower = "$\\boxed{9^{9^{9^{9^{9^{9}}}}}}$";
+        assert!(!verify("1", tower, &cfg).unwrap().correct);
+        let fact = "$\\boxed{100000!}$";
+        assert!(!verify("1", fact, &cfg).unwrap().correct);
+        let long = "word ".repeat(100_000) + "\\boxed{1}";
+        assert!(verify("1", &long, &cfg).unwrap().correct);
+        let nested_text = format!("$\\boxed{{{}x{}}}$", "\\text{".repeat(800), "}".repeat(800));
+        let _ = verify("1", &nested_text, &cfg).unwrap();
+        assert!(t.elapsed().as_secs() < 10, "{:?}", t.elapsed());
+    }
+}
