@@ -32,16 +32,34 @@ const PANELS: &[(&str, &str)] = &[
     ("loss", "loss"),
 ];
 
-fn series(history: &[Record], key: &str) -> Vec<(f64, f64)> {
+/// Points of `key` for one stage, on a global x axis where GRPO steps
+/// continue after the last SFT step.
+fn series(history: &[Record], key: &str, stage: &str) -> Vec<(f64, f64)> {
+    let sft_end = history
+        .iter()
+        .filter(|r| r.get("stage").and_then(Value::as_str) == Some("sft"))
+        .filter_map(|r| r.get("step").and_then(Value::as_f64))
+        .fold(0.0, f64::max);
     history
         .iter()
+        .filter(|r| r.get("stage").and_then(Value::as_str).unwrap_or("grpo") == stage)
         .filter_map(|r| {
             let step = r.get("step").and_then(Value::as_f64)?;
+            let x = if stage == "grpo" {
+                sft_end + step
+            } else {
+                step
+            };
             let y = r.get(key).and_then(Value::as_f64)?;
-            y.is_finite().then_some((step, y))
+            y.is_finite().then_some((x, y))
         })
         .collect()
 }
+
+const STAGES: &[(&str, RGBColor)] = &[
+    ("sft", RGBColor(214, 39, 40)),
+    ("grpo", RGBColor(31, 119, 180)),
+];
 
 /// Draws a 3×2 grid of line charts into `path` (PNG).
 pub fn plot_run(history: &[Record], path: &Path, title: &str) -> Result<()> {
@@ -55,7 +73,14 @@ pub fn plot_run(history: &[Record], path: &Path, title: &str) -> Result<()> {
         .map_err(|e| err(&e))?;
     let areas = root.split_evenly((3, 2));
     for (area, (name, key)) in areas.iter().zip(PANELS) {
-        let pts = series(history, key);
+        let per_stage: Vec<(&str, RGBColor, Vec<(f64, f64)>)> = STAGES
+            .iter()
+            .map(|(st, c)| (*st, *c, series(history, key, st)))
+            .collect();
+        let pts: Vec<(f64, f64)> = per_stage
+            .iter()
+            .flat_map(|(_, _, p)| p.iter().copied())
+            .collect();
         let (x0, x1) = pts
             .iter()
             .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
