@@ -416,6 +416,30 @@ pub fn verify(
     let mut cfg = cfg.clone();
     cfg.limits = opts.limits();
     cfg.require_full_isolation |= opts.require_full_isolation;
+    if cfg.require_full_isolation {
+        let iso = sandbox::probe(&cfg)?;
+        if !iso.missing.is_empty() {
+            // Refuse up front: no untrusted code runs in a weaker mode.
+            let reason = format!("isolation incomplete: {}", iso.missing.join(", "));
+            let tests_out = tests
+                .iter()
+                .map(|_| TestResult {
+                    status: Status::SandboxError,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                    time_ms: 0,
+                    reason: reason.clone(),
+                })
+                .collect();
+            return Ok(CodeVerdict {
+                passed: 0,
+                total: tests.len(),
+                reward: 0.0,
+                tests: tests_out,
+                isolation: iso.labels(),
+            });
+        }
+    }
     let results: Mutex<Vec<Option<(TestResult, Isolation)>>> = Mutex::new(vec![None; tests.len()]);
     let errors: Mutex<Vec<RewardError>> = Mutex::new(Vec::new());
     let next = AtomicUsize::new(0);

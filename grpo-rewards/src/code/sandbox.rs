@@ -337,6 +337,40 @@ fn interpreter_prefix(python: &Path) -> Option<PathBuf> {
     real.parent()?.parent().map(Path::to_path_buf)
 }
 
+/// The isolation this machine gives a sandbox with `cfg`, learnt once (per interpreter and
+/// set of disabled layers) by running an empty program. Used to refuse work up front when
+/// `require_full_isolation` is set, so no untrusted code runs in a weaker mode.
+pub fn probe(cfg: &SandboxConfig) -> Result<Isolation> {
+    static CACHE: OnceLock<Mutex<std::collections::HashMap<String, Isolation>>> = OnceLock::new();
+    let key = format!("{}|{}", cfg.python.display(), cfg.disabled_layers.join(","));
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(iso) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(iso.clone());
+    }
+    let spec = RunSpec {
+        files: vec![("probe.py".into(), Vec::new())],
+        entry: "probe.py".into(),
+        ..RunSpec::default()
+    };
+    let mut probe_cfg = cfg.clone();
+    probe_cfg.limits = Limits {
+        wall: Duration::from_secs(10),
+        ..Limits::default()
+    };
+    let out = run(&probe_cfg, MAX_SLOTS, &spec)?;
+    if let Some(e) = out.setup_error {
+        return Err(RewardError::Io {
+            context: "probing the sandbox".into(),
+            source: std::io::Error::other(e),
+        });
+    }
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, out.isolation.clone());
+    Ok(out.isolation)
+}
+
 /// Runs one program in a fresh sandbox. Blocks until it exits or is killed.
 pub fn run(cfg: &SandboxConfig, parallel: usize, spec: &RunSpec) -> Result<RunOutcome> {
     let slot = Slot::acquire(parallel);
@@ -629,7 +663,7 @@ fn run_in_slot(cfg: &SandboxConfig, slot: usize, spec: &RunSpec) -> Result<RunOu
             }
         }
         if let Some(s) = stdin.as_mut().filter(|s| ready(s.as_raw_fd())) {
-            match s.write(&spec.stdin[stdin_pos..]) {
+            match write_no_sigpipe(s, &spec.stdin[stdin_pos..]) {
                 Ok(k) => {
                     stdin_pos += k;
                     if stdin_pos >= spec.stdin.len() {
@@ -740,6 +774,30 @@ fn drain(r: &mut impl Read, chunk: &mut [u8], buf: &mut Vec<u8>, cap: usize) -> 
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Drained::Open,
             Err(_) => return Drained::Eof,
         }
+    }
+}
+
+/// Writes to a pipe without letting a reader that has gone away raise SIGPIPE in the
+/// launcher (a host program may not ignore SIGPIPE the way Rust binaries do): SIGPIPE is
+/// blocked in this thread around the write and a pending one is consumed.
+fn write_no_sigpipe(w: &mut impl Write, data: &[u8]) -> std::io::Result<usize> {
+    // SAFETY: signal-mask manipulation of the calling thread only, with valid sigset_t values.
+    unsafe {
+        let mut block: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut block);
+        libc::sigaddset(&mut block, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &block, &mut old);
+        let r = w.write(data);
+        if matches!(&r, Err(e) if e.raw_os_error() == Some(libc::EPIPE)) {
+            let zero = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            while libc::sigtimedwait(&block, std::ptr::null_mut(), &zero) == libc::SIGPIPE {}
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        r
     }
 }
 

@@ -467,6 +467,21 @@ fn weaker_mode_is_reported_never_silent() {
     };
     let v = verify(&cfg, "print(1)", &[], &tests, &strict).unwrap();
     assert_eq!(v.tests[0].status, Status::SandboxError, "{:?}", v.tests[0]);
+    assert!(v.tests[0].reason.contains("net_ns"), "{:?}", v.tests[0]);
+    assert_eq!(v.tests[0].time_ms, 0, "the program must not run at all");
+    // With every layer available, strict mode runs normally.
+    let v = verify(
+        &SandboxConfig::detect().unwrap(),
+        "print(1)",
+        &[],
+        &tests,
+        &strict,
+    )
+    .unwrap();
+    let lsm = std::fs::read_to_string("/sys/kernel/security/lsm").unwrap_or_default();
+    if lsm.contains("landlock") && v.isolation.iter().all(|l| !l.starts_with("missing:")) {
+        assert_eq!(v.tests[0].status, Status::Pass, "{:?}", v);
+    }
 }
 
 fn open_fds() -> usize {
@@ -523,4 +538,20 @@ fn big_stdin_and_stdout_round_trip() {
     let mut s = String::new();
     out.stdout.as_slice().read_to_string(&mut s).unwrap();
     assert_eq!(s, input);
+}
+
+#[test]
+fn program_ignoring_a_large_stdin_is_fine() {
+    let _g = FD_LOCK.read().unwrap_or_else(|e| e.into_inner());
+    let cfg = SandboxConfig::detect().unwrap();
+    let spec = RunSpec {
+        files: vec![("main.py".into(), b"print('early')\n".to_vec())],
+        entry: "main.py".into(),
+        args: Vec::new(),
+        stdin: vec![b'x'; 4 << 20],
+    };
+    let out = sandbox::run(&cfg, 2, &spec).unwrap();
+    assert_eq!(out.exit, sandbox::Exit::Code(0));
+    assert_eq!(out.stdout, b"early\n");
+    assert!(!out.timed_out);
 }
