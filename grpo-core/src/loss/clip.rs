@@ -1,10 +1,10 @@
 //! PPO-clip token loss with clip-higher and dual-clip (algorithms.md §4.1) and
 //! TRL's two-sided clip δ (§4.2).
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, Zip};
 use serde::{Deserialize, Serialize};
 
-use super::{Aggregation, Ctx, LossOutput, param, token_loss_fn, token_output};
+use super::{Aggregation, Ctx, LossOutput, param, token_output};
 use crate::error::Result;
 
 /// PPO-clip (verl `vanilla`, OpenRLHF `ppo`, TRL/Liger grpo-family).
@@ -113,23 +113,47 @@ pub(crate) fn ppo_with_adv(
     factor: &Array2<f64>,
     adv: ArrayView2<'_, f64>,
 ) -> Result<LossOutput> {
+    // The default loss of most recipes: a row-wise `Zip` loop (no 2-D indexing).
     let (mut nc, mut nl, mut nh, mut nd) = (0.0, 0.0, 0.0, 0.0);
     let eh = c.eps_high();
-    let mut out = token_loss_fn(ctx, &c.agg, factor, |i, j| {
-        let p = ppo_token(
-            adv[[i, j]],
-            ctx.logratio(i, j),
-            c.eps_low,
-            eh,
-            c.clip_ratio_c,
-            c.clamp_log_ratio,
-        );
-        nc += p.clipped as u8 as f64;
-        nl += p.low as u8 as f64;
-        nh += p.high as u8 as f64;
-        nd += p.dual as u8 as f64;
-        (p.lam, p.gam)
-    })?;
+    let rw = c.agg.row_weights(&ctx.len)?;
+    let mut out = LossOutput::zeros(ctx.b, ctx.t);
+    let mut loss = 0.0;
+    for i in 0..ctx.b {
+        if rw[i] == 0.0 {
+            continue;
+        }
+        let w = rw[i];
+        Zip::from(out.grad_logp.row_mut(i))
+            .and(ctx.x.log_prob.row(i))
+            .and(ctx.x.old_log_prob.row(i))
+            .and(adv.row(i))
+            .and(ctx.x.response_mask.row(i))
+            .and(factor.row(i))
+            .for_each(|g, lp, old, a, m, f| {
+                if *m == 0.0 {
+                    return;
+                }
+                let p = ppo_token(
+                    *a,
+                    lp - old,
+                    c.eps_low,
+                    eh,
+                    c.clip_ratio_c,
+                    c.clamp_log_ratio,
+                );
+                nc += p.clipped as u8 as f64;
+                nl += p.low as u8 as f64;
+                nh += p.high as u8 as f64;
+                nd += p.dual as u8 as f64;
+                let wf = w * f;
+                if wf != 0.0 {
+                    loss += wf * p.lam;
+                    *g = wf * p.gam;
+                }
+            });
+    }
+    out.loss = loss;
     let n = ctx.n_tok;
     out.metrics.clip_frac = nc / n;
     out.metrics.clip_frac_lower = nl / n;

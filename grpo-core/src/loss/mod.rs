@@ -702,23 +702,19 @@ impl LossConfig {
             let (mut kl, mut rs) = (0.0, 0.0);
             let mut lo = f64::INFINITY;
             let mut hi = f64::NEG_INFINITY;
-            for i in 0..b {
-                let (lp, old, mk) = (
-                    inputs.log_prob.row(i),
-                    inputs.old_log_prob.row(i),
-                    inputs.response_mask.row(i),
-                );
-                for j in 0..t {
-                    if mk[j] != 0.0 {
-                        let x = lp[j] - old[j];
+            ndarray::Zip::from(&inputs.log_prob)
+                .and(&inputs.old_log_prob)
+                .and(&inputs.response_mask)
+                .for_each(|lp, old, mk| {
+                    if *mk != 0.0 {
+                        let x = lp - old;
                         let r = x.clamp(-20.0, 20.0).exp();
                         kl -= x;
                         rs += r;
                         lo = lo.min(r);
                         hi = hi.max(r);
                     }
-                }
-            }
+                });
             m.ppo_kl = kl / n_tok;
             m.ratio_mean = rs / n_tok;
             m.ratio_min = lo;
