@@ -35,6 +35,37 @@
 //! assert_eq!(out.metrics.clip_frac, 0.0);
 //! ```
 //!
+//! | `type` | § | extra inputs | aggregation |
+//! |---|---|---|---|
+//! | `ppo_clip` (clip-higher, dual-clip) | 4.1 | — | `agg` |
+//! | `two_sided_clip` | 4.2 | — | `agg` |
+//! | `gspo`, `gspo_token` | 4.3 | — | `agg` |
+//! | `luspo` | 4.4 | — | seq-mean-token-sum |
+//! | `cispo` | 4.5 | — | `agg` |
+//! | `sapo` | 4.6 | — | `agg` |
+//! | `gmpo` | 4.7 | — | own (mean over B rows) |
+//! | `vespo` | 4.8 | — | `agg` |
+//! | `clip_cov`, `kl_cov` | 4.9 | — (Clip-Cov uses `rng`) | `agg` |
+//! | `reinforce` (GPG, IS-weighted PG) | 4.10 | — | `agg` |
+//! | `opmd_loss`, `rec_loss` | 4.17 | — | token-mean |
+//! | `mdpo` | 4.18 | — | `agg` |
+//! | `r2vpo` | 9.2 | — | `agg` |
+//! | `reg_grpo` | 9.1 | `index` | own (mean over rows) |
+//! | `disco` | 4.15 | `index`, binary `rewards` | own |
+//! | `p3o` | 4.16 | `index`, `rewards` | own (mean over pairs) |
+//! | `gtpo` | 4.20 | `index`, `token_ids`, `entropy` | own |
+//! | `dagrpo_loss` | 9.3 | `index`, `rewards`, `scores` | `agg` |
+//! | `rollout_correction` (TIS/MIS/icepop) | 4.12 | `rollout_log_prob` | base's |
+//! | `off_policy_mask` | 4.11 | (`rollout_log_prob`) | base's |
+//! | `top_entropy_mask` | 4.14 | `entropy` | base's |
+//! | `capo_mask` | 9.8 | `instability` | base's |
+//! | `kl_penalty` | 5 | `ref_log_prob` (`full_kl` for `full`) | `agg` |
+//! | `entropy_bonus` | 4.13 | `entropy` | `agg` |
+//! | `llds` | 4.19 | — | token-mean |
+//!
+//! Losses marked "own" are not sums of per-token losses and reject the four
+//! token modifiers (`InvalidParam { name: "base" }`), except `gtpo`.
+//!
 //! **Stop-gradients.** Several losses are surrogates whose gradient treats a
 //! function of `ℓ` as a constant (`sg(·)`: CISPO's clipped weight, VESPO's φ,
 //! GSPO-token's sequence ratio, GTPO's `exp(ℓ − sg ℓ)`, the selection in
