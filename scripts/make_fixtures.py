@@ -456,7 +456,7 @@ def check_saved(torch, transformers):
     with tempfile.TemporaryDirectory() as tmp:
         for name, kind, _, _ in MODELS:
             src = FIX / "models" / name
-            for variant in ("f32", "bf16", "sharded"):
+            for variant in ("f32", "bf16", "f16", "sharded"):
                 dst = Path(tmp) / f"{name}-{variant}"
                 cmd = [str(resave), str(src), str(dst), variant]
                 subprocess.run(cmd, check=True, cwd=ROOT)
@@ -464,10 +464,11 @@ def check_saved(torch, transformers):
                     dst, dtype=torch.float32, attn_implementation="eager")
                 ref = transformers.AutoModelForCausalLM.from_pretrained(
                     src, dtype=torch.float32, attn_implementation="eager")
-                if variant == "bf16":
+                if variant in ("bf16", "f16"):
+                    low = torch.bfloat16 if variant == "bf16" else torch.float16
                     with torch.no_grad():
                         for p in ref.parameters():
-                            p.copy_(p.to(torch.bfloat16).to(torch.float32))
+                            p.copy_(p.to(low).to(torch.float32))
                 with torch.no_grad():
                     for prompt, completion, _ in SEQUENCES:
                         a, _ = seq_logprobs(model, torch, prompt, completion)

@@ -1,7 +1,7 @@
 //! Loads a checkpoint with grpo-model and saves it again (used by
 //! `scripts/make_fixtures.py --check-saved` to prove transformers loads what we write).
 //!
-//! `cargo run -p grpo-model --example resave -- SRC DST [f32|bf16|sharded]`
+//! `cargo run -p grpo-model --example resave -- SRC DST [f32|bf16|f16|sharded]`
 //!
 //! `resave --char-tokenizer DST TEXT...` instead builds a character-level tokenizer with a
 //! ChatML template, saves it to DST and prints the ids of each TEXT as a JSON line (the
@@ -15,7 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return char_tokenizer(&args[1..]);
     }
     let [src, dst, rest @ ..] = args.as_slice() else {
-        return Err("usage: resave SRC DST [f32|bf16|sharded]".into());
+        return Err("usage: resave SRC DST [f32|bf16|f16|sharded]".into());
     };
     let (config, weights) = grpo_model::checkpoint::load(&PathBuf::from(src))?;
     let mut opts = grpo_model::checkpoint::SaveOptions {
@@ -25,6 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     match rest.first().map(String::as_str) {
         None | Some("f32") => {}
         Some("bf16") => opts.dtype = grpo_model::checkpoint::StoreDtype::Bf16,
+        Some("f16") => opts.dtype = grpo_model::checkpoint::StoreDtype::F16,
         Some("sharded") => opts.max_shard_bytes = Some(8 * 1024),
         Some(other) => return Err(format!("unknown variant {other}").into()),
     }

@@ -184,6 +184,8 @@ pub enum StoreDtype {
     F32,
     /// bfloat16 (round to nearest even), half the size.
     Bf16,
+    /// IEEE half precision (round to nearest even), half the size.
+    F16,
 }
 
 /// How to save a checkpoint.
@@ -233,6 +235,7 @@ pub fn save(dir: &Path, config: &ModelConfig, weights: &[f32], opts: &SaveOption
     let (dtype, elt) = match opts.dtype {
         StoreDtype::F32 => (Dtype::F32, 4),
         StoreDtype::Bf16 => (Dtype::BF16, 2),
+        StoreDtype::F16 => (Dtype::F16, 2),
     };
     let encoded: Vec<(String, Vec<usize>, Vec<u8>)> = layout
         .tensors
@@ -247,6 +250,9 @@ pub fn save(dir: &Path, config: &ModelConfig, weights: &[f32], opts: &SaveOption
                 StoreDtype::Bf16 => src
                     .iter()
                     .for_each(|x| b.extend_from_slice(&half::bf16::from_f32(*x).to_le_bytes())),
+                StoreDtype::F16 => src
+                    .iter()
+                    .for_each(|x| b.extend_from_slice(&half::f16::from_f32(*x).to_le_bytes())),
             }
             (t.name.clone(), t.shape.clone(), b)
         })

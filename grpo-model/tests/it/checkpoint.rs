@@ -46,12 +46,23 @@ fn save_load_round_trip_f32_bf16_sharded() {
                     ..Default::default()
                 },
             ),
+            (
+                "f16",
+                SaveOptions {
+                    dtype: StoreDtype::F16,
+                    ..Default::default()
+                },
+            ),
         ] {
             let out = tmp.path().join(variant);
             m.save(&out, &opts).unwrap();
             let back = Model::load(&out).unwrap();
             assert_eq!(back.config, m.config);
-            if variant == "bf16" {
+            if variant == "f16" {
+                for (a, b) in back.weights.iter().zip(&m.weights) {
+                    assert!((a - b).abs() <= b.abs() / 1024.0 + 1e-7);
+                }
+            } else if variant == "bf16" {
                 for (a, b) in back.weights.iter().zip(&m.weights) {
                     assert!((a - b).abs() <= b.abs() / 128.0 + 1e-30);
                 }
