@@ -23,7 +23,10 @@
 //! CPU strategy: parallel over (query head, block of 64 queries) in the forward and over query
 //! heads in the backward (rayon); the score block `[64, keys]` is computed with the `gemm`
 //! crate and normalised with a numerically stable softmax whose `lse` is saved, so the
-//! backward recomputes probabilities as `exp(score − lse)` (flash-attention style).
+//! backward recomputes probabilities as `exp(score − lse)` (flash-attention style). Extra
+//! memory: the forward holds one `[64, tk]` score block per task plus a head-major copy of
+//! the output; the backward holds per-query-head partial `dK`/`dV` of `[q_offset + tq, d]`
+//! each (`2 · hq · tk · d` floats), reduced into `dk`/`dv` at the end.
 
 use super::gemm::{MatMut, MatRef, gemm_strided};
 use super::math;

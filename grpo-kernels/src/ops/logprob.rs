@@ -21,6 +21,12 @@
 //! an online (rescaled) log-sum-exp and entropy accumulator per token, in f64; the backward
 //! recomputes each logit chunk and applies three gemms per chunk.
 //!
+//! Cost: the forward is one `t × h × v` gemm (like plain logits); the backward recomputes
+//! the logits, so forward + backward is four such gemms where a materialised version needs
+//! three — the price of O(chunk) memory. Call the ops once over all tokens of a batch rather
+//! than once per sequence: `lm_head` is streamed and `dlm_head` read-modify-written once per
+//! 1024-token block, so per-sequence calls multiply that memory traffic.
+//!
 //! [`logits`] computes plain `[t, v]` logits for the few rows a sampler needs.
 
 use super::gemm::{MatMut, MatRef, gemm_strided, matmul};
