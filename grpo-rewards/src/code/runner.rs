@@ -233,7 +233,7 @@ pub struct TestResult {
     pub stdout: String,
     /// Last 2 KiB of stderr.
     pub stderr: String,
-    /// Wall time of the run, ms.
+    /// Wall time of the program, ms (from the moment the sandbox was ready to its exit).
     pub time_ms: u64,
     /// Why (for non-pass verdicts).
     pub reason: String,
@@ -553,7 +553,10 @@ fn run_one(
         status,
         stdout: head(&shown_stdout, 4096),
         stderr: tail(&String::from_utf8_lossy(&out.stderr), 2048),
-        time_ms: out.wall.as_millis() as u64,
+        time_ms: out
+            .wall
+            .saturating_sub(out.setup_time.unwrap_or_default())
+            .as_millis() as u64,
         reason,
     };
     Ok((result, out.isolation))

@@ -219,7 +219,7 @@ pub struct RunOutcome {
     pub cpu_time: Duration,
     /// Peak RSS of the program, KiB.
     pub max_rss_kib: u64,
-    /// Wall time from spawn to exit.
+    /// Wall time from spawn to exit (sandbox setup included).
     pub wall: Duration,
     /// Time from spawn until the sandbox reported ready (just before `exec`).
     pub setup_time: Option<Duration>,
@@ -235,6 +235,9 @@ struct Pool {
     busy: Mutex<Vec<bool>>,
     cv: Condvar,
 }
+
+/// Longest time the sandbox may take to get ready to `exec` the program.
+const SETUP_LIMIT: Duration = Duration::from_secs(30);
 
 /// Most slots ever (uids per process).
 const MAX_SLOTS: usize = 64;
@@ -566,7 +569,11 @@ fn run_in_slot(cfg: &SandboxConfig, slot: usize, spec: &RunSpec) -> Result<RunOu
     }
     let mut stdin_pos = 0usize;
     let (mut out_buf, mut err_buf, mut st_buf) = (Vec::new(), Vec::new(), Vec::new());
-    let deadline = start + lim.wall;
+    // The program's wall clock starts when the sandbox reports ready (just before exec), so
+    // a slow setup on a loaded host (network namespace creation can stall) is never charged
+    // to the program; the setup itself gets SETUP_LIMIT.
+    let mut deadline = start + SETUP_LIMIT;
+    let mut setup_timed_out = false;
     let (mut timed_out, mut output_limit) = (false, false);
     let mut killed_at: Option<Instant> = None;
     let mut setup_time: Option<Duration> = None;
@@ -577,7 +584,11 @@ fn run_in_slot(cfg: &SandboxConfig, slot: usize, spec: &RunSpec) -> Result<RunOu
         }
         let now = Instant::now();
         if killed_at.is_none() && now >= deadline {
-            timed_out = true;
+            if setup_time.is_some() {
+                timed_out = true;
+            } else {
+                setup_timed_out = true;
+            }
             kill_all();
             killed_at = Some(now);
         }
@@ -660,6 +671,7 @@ fn run_in_slot(cfg: &SandboxConfig, slot: usize, spec: &RunSpec) -> Result<RunOu
             }
             if setup_time.is_none() && st_buf.len() >= Report::SIZE {
                 setup_time = Some(start.elapsed());
+                deadline = Instant::now() + lim.wall;
             }
         }
         if let Some(s) = stdin.as_mut().filter(|s| ready(s.as_raw_fd())) {
@@ -711,6 +723,7 @@ fn run_in_slot(cfg: &SandboxConfig, slot: usize, spec: &RunSpec) -> Result<RunOu
         tracing::warn!(missing = ?isolation.missing, "sandbox running in a weaker mode");
     }
     let setup_error = match (ready, failed) {
+        _ if setup_timed_out => Some(format!("sandbox setup took longer than {SETUP_LIMIT:?}")),
         (_, Some(f)) => Some(format!(
             "sandbox setup failed: {}",
             std::io::Error::from_raw_os_error(f.status)
