@@ -1,3 +1,4 @@
 //! Integration tests for grpo-cli (one binary per crate).
 mod estimators;
+mod generate;
 mod verify;

@@ -1,4 +1,6 @@
 //! Integration tests for grpo-rollout (one binary): the engine over a toy
-//! model whose logits are a deterministic function of the whole prefix.
+//! model whose logits are a deterministic function of the whole prefix
+//! (`engine`), and over the committed transformers parity fixtures (`model`).
 
 mod engine;
+mod model;
