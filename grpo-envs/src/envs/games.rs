@@ -744,3 +744,248 @@ mod tests {
         assert!(k.apply("[bet]").is_err() || k.to_act().is_none());
     }
 }
+
+/// Options of [`run_self_play`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SelfPlayConfig {
+    /// Invalid moves allowed per seat before it forfeits.
+    pub error_allowance: usize,
+    /// Maximum moves (all seats) before the game is called a draw.
+    pub max_moves: usize,
+    /// Sampled tokens per move.
+    pub max_tokens_per_turn: usize,
+    /// Base of per-request sampling seeds.
+    pub sampling_seed: u64,
+}
+
+impl Default for SelfPlayConfig {
+    fn default() -> Self {
+        SelfPlayConfig {
+            error_allowance: 1,
+            max_moves: 40,
+            max_tokens_per_turn: 256,
+            sampling_seed: 0,
+        }
+    }
+}
+
+/// Plays a game with the same sampler in every seat and returns one episode per
+/// seat (episode ids `first_id + seat`, `seat` set, rows tagged with it). Each
+/// seat has its own transcript: its prompt, its sampled moves (`Policy`), and
+/// observations (the other seats' moves and private information, owned `Env`)
+/// rendered as chat continuations. Outcome = the seat's zero-sum return.
+pub fn run_self_play<G: MultiAgentEnv>(
+    game: &mut G,
+    seed: u64,
+    group: usize,
+    renderer: &dyn crate::runner::ChatRenderer,
+    sampler: &mut dyn crate::runner::TurnSampler,
+    cfg: &SelfPlayConfig,
+    first_id: u64,
+) -> Result<Vec<crate::runner::Episode>> {
+    use crate::runner::{EndReason, Episode, EpisodeCounts, SampleRequest, StepRecord};
+    use crate::transcript::{Owner, Segment, Transcript};
+
+    let rules = game.reset(seed);
+    let seats = game.seats();
+    struct Seat {
+        transcript: Transcript,
+        pending: Vec<u32>,
+        len: usize,
+        steps: Vec<StepRecord>,
+        texts: Vec<String>,
+        errors: usize,
+        note: String,
+        last_finish: Option<crate::env::FinishReason>,
+        prefix_key: u64,
+    }
+    let mut st: Vec<Seat> = Vec::with_capacity(seats);
+    for _ in 0..seats {
+        st.push(Seat {
+            transcript: Transcript::new(renderer.name()),
+            len: 0,
+            pending: vec![],
+            steps: vec![],
+            texts: vec![],
+            errors: 0,
+            note: String::new(),
+            last_finish: None,
+            prefix_key: 0,
+        });
+    }
+    let mut forfeit: Option<usize> = None;
+    let mut moves = 0;
+    while let Some(s) = game.to_act() {
+        if moves >= cfg.max_moves || forfeit.is_some() {
+            break;
+        }
+        // A seat's prompt is rendered when it first acts (so it shows the moves
+        // made before); later, what happened since its last move is appended.
+        if st[s].transcript.is_empty() {
+            let msg = Message::user(format!("{}\n{}", rules[s], game.observation(s)));
+            let ids = renderer.render_prompt(std::slice::from_ref(&msg), &[])?;
+            st[s].len = ids.len();
+            st[s].pending = ids.clone();
+            st[s]
+                .transcript
+                .push(Segment::new(Owner::Prompt, 0, ids, msg.content));
+        } else if let Some(f) = st[s].last_finish.clone() {
+            let obs = format!("{}{}", st[s].note, game.observation(s));
+            let pieces = renderer.render_continuation(&f, &[Message::env(obs)])?;
+            let turn = st[s].texts.len().saturating_sub(1);
+            for p in pieces {
+                let owner = if p.owner == Owner::Policy {
+                    Owner::Scaffold
+                } else {
+                    p.owner
+                };
+                st[s].len += p.ids.len();
+                st[s].pending.extend_from_slice(&p.ids);
+                st[s]
+                    .transcript
+                    .push(Segment::new(owner, turn, p.ids, p.text));
+            }
+            st[s].note.clear();
+        }
+        let append = std::mem::take(&mut st[s].pending);
+        let id = first_id + s as u64;
+        let turn = st[s].texts.len();
+        let req = SampleRequest {
+            session: id,
+            prefix_len: st[s].len - append.len(),
+            append,
+            max_new_tokens: cfg.max_tokens_per_turn,
+            stop: vec![],
+            seed: derive_seed(
+                cfg.sampling_seed,
+                "selfplay",
+                &[seed, s as u64, turn as u64],
+            ),
+        };
+        let res = sampler
+            .sample(std::slice::from_ref(&req))?
+            .pop()
+            .ok_or_else(|| EnvError::Runner {
+                episode: id,
+                reason: "sampler returned no result".into(),
+            })?;
+        if res.ids.len() != res.logprobs.len() {
+            return Err(EnvError::Runner {
+                episode: id,
+                reason: "ids and log-probs differ in length".into(),
+            });
+        }
+        let mut bytes = Vec::new();
+        let mut offsets = Vec::with_capacity(res.ids.len() + 1);
+        for &t in &res.ids {
+            offsets.push(bytes.len());
+            bytes.extend_from_slice(&renderer.decode_piece(t));
+        }
+        offsets.push(bytes.len());
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let start = st[s].len;
+        let n = res.ids.len();
+        st[s].len += n;
+        st[s].transcript.push(Segment {
+            owner: Owner::Policy,
+            turn,
+            context: 0,
+            ids: res.ids,
+            logprobs: res.logprobs,
+            finish: Some(res.finish.clone()),
+            byte_offsets: offsets,
+            text: text.clone(),
+        });
+        let before = game.state_key(s);
+        let applied = game.apply(&text);
+        moves += 1;
+        let valid = applied.is_ok();
+        let action_key = applied.as_ref().ok().cloned();
+        if let Err(e) = &applied {
+            st[s].errors += 1;
+            st[s].note = format!("Invalid move: {e}.\n");
+            if st[s].errors > cfg.error_allowance {
+                forfeit = Some(s);
+            }
+        }
+        let after = game.state_key(s);
+        let pk = crate::seed::chain_key(
+            st[s].prefix_key,
+            &format!("{before}\u{1f}{}", action_key.as_deref().unwrap_or("")),
+        );
+        st[s].prefix_key = pk;
+        st[s].steps.push(StepRecord {
+            turn,
+            context: 0,
+            span: start..start + n,
+            action_span: None,
+            answer_span: None,
+            state_key_before: Some(before),
+            action_key,
+            state_key_after: Some(after),
+            prefix_key: pk,
+            reward: RewardBreakdown::zero(),
+            action_valid: valid,
+            tool_calls: vec![],
+            end: None,
+            finish: res.finish.clone(),
+            policy_tokens: n,
+        });
+        st[s].texts.push(text);
+        st[s].last_finish = Some(res.finish);
+    }
+    let over = game.to_act().is_none();
+    let returns: Vec<f64> = match forfeit {
+        Some(f) => (0..seats)
+            .map(|k| if k == f { -1.0 } else { 1.0 })
+            .collect(),
+        None if over => game.returns(),
+        None => vec![0.0; seats],
+    };
+    let mut out = Vec::with_capacity(seats);
+    for (s, mut seat) in st.into_iter().enumerate() {
+        sampler.release(first_id + s as u64);
+        let end = if forfeit.is_some() || over {
+            EndReason::Terminated {
+                success: returns[s] > 0.0,
+            }
+        } else {
+            EndReason::TurnLimit
+        };
+        if let Some(l) = seat.steps.last_mut() {
+            l.end = Some(end.clone());
+        }
+        let counts = EpisodeCounts {
+            turns: seat.steps.len(),
+            invalid_actions: seat.steps.iter().filter(|x| !x.action_valid).count(),
+            policy_tokens: seat.transcript.policy_tokens(),
+            env_tokens: seat
+                .transcript
+                .segments
+                .iter()
+                .filter(|x| x.owner == Owner::Env)
+                .map(|x| x.ids.len())
+                .sum(),
+            ..Default::default()
+        };
+        out.push(Episode {
+            id: first_id + s as u64,
+            env: game.name().to_string(),
+            group,
+            sample: 0,
+            seat: s,
+            task: TaskSpec::seed(seed),
+            transcript: seat.transcript,
+            steps: seat.steps,
+            outcome: RewardBreakdown::zero()
+                .with("outcome", returns[s])
+                .anchor(returns[s]),
+            step_rewards: RewardBreakdown::zero(),
+            end,
+            counts,
+            turn_texts: seat.texts,
+            metrics: Default::default(),
+        });
+    }
+    Ok(out)
+}

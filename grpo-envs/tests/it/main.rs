@@ -3,4 +3,5 @@
 mod common;
 mod dataset;
 mod envs;
+mod games;
 mod runner;
