@@ -280,3 +280,49 @@ fn kv_cache_greedy_decode_matches_transformers_generate() {
         assert!(max_abs_diff(&a, &b) < 1e-5);
     }
 }
+
+#[test]
+fn edge_cases_empty_batch_and_short_completions() {
+    let case = cases().remove(0);
+    let m = &case.model;
+    let (out, acts) = m.forward(&[], ForwardOptions::default()).unwrap();
+    assert!(out.logprobs.is_empty());
+    let mut g = m.zero_grads();
+    m.backward(&acts, &[], None, &mut g).unwrap();
+    assert!(g.iter().all(|x| *x == 0.0));
+    // Completions of length 0 and 1, shared and unshared, agree.
+    let p: &[u32] = &[1, 5, 9];
+    let batch = [
+        SeqInput {
+            prompt: p,
+            completion: &[],
+        },
+        SeqInput {
+            prompt: p,
+            completion: &[7],
+        },
+        SeqInput {
+            prompt: p,
+            completion: &[7, 8],
+        },
+    ];
+    let (a, acts_a) = m.forward(&batch, ForwardOptions::default()).unwrap();
+    let groups = [GroupInput {
+        prompt: p,
+        completions: vec![&[], &[7], &[7, 8]],
+    }];
+    let (b, acts_b) = m
+        .forward_grouped(&groups, ForwardOptions::default())
+        .unwrap();
+    assert_eq!(a.logprobs[0].len(), 0);
+    assert!((a.logprobs[1][0] - a.logprobs[2][0]).abs() < 1e-6);
+    for (x, y) in a.logprobs.iter().zip(&b.logprobs) {
+        assert!(max_abs_diff(x, y) < 1e-5);
+    }
+    let d = vec![vec![], vec![1.0], vec![0.5, -0.5]];
+    let (mut ga, mut gb) = (m.zero_grads(), m.zero_grads());
+    m.backward(&acts_a, &d, None, &mut ga).unwrap();
+    m.backward(&acts_b, &d, None, &mut gb).unwrap();
+    let scale = ga.iter().fold(0.0f32, |s, x| s.max(x.abs()));
+    assert!(scale > 0.0 && max_abs_diff(&ga, &gb) <= 1e-5 * scale);
+}
