@@ -1,4 +1,5 @@
 //! Integration tests for grpo-cli (one binary per crate).
+mod env;
 mod estimators;
 mod generate;
 mod verify;
