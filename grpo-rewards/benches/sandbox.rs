@@ -70,9 +70,17 @@ fn main() {
     let c0 = cpu_now();
     let t = Instant::now();
     let mut setup = Duration::ZERO;
+    let mut failed = 0u32;
     for _ in 0..n {
         let o = sandbox::run(&cfg, 1, &spec).expect("sandbox run");
-        assert_eq!(o.exit, Exit::Code(0), "{o:?}");
+        if o.exit != Exit::Code(0) {
+            // On an oversubscribed host a run can miss its deadline: count it, do not abort.
+            failed += 1;
+            eprintln!(
+                "run did not exit cleanly: {:?} (timed out: {})",
+                o.exit, o.timed_out
+            );
+        }
         setup += o.setup_time.unwrap_or_default();
     }
     let sandboxed = t.elapsed() / n;
@@ -96,17 +104,13 @@ fn main() {
     let v = verify(&cfg, "print('ok')\n", &[], &tests, &opts).expect("verify");
     let el = t.elapsed();
     let verify_cpu = (cpu_now() - c0) / n;
-    assert_eq!(
-        v.passed as u32,
-        n,
-        "{:?}",
-        v.tests
-            .iter()
-            .find(|t| t.status != grpo_rewards::code::Status::Pass)
-    );
+    let verify_failed = n - v.passed as u32;
     let per_s = f64::from(n) / el.as_secs_f64();
 
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "runs that did not finish cleanly: sequential {failed}/{n}, verifier {verify_failed}/{n}"
+    );
     println!(
         "python3 -I -S -B (no sandbox):   {:8.2} ms/program",
         ms(bare)

@@ -530,6 +530,9 @@ pub(crate) unsafe fn enter(plan: &ChildPlan) {
             libc::_exit(126);
         }
         if c > 0 {
+            // P holds no pipe: the launcher sees EOF as soon as C and G have closed theirs,
+            // without waiting for the namespace teardown that runs when C exits.
+            libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
             let mut st = 0;
             while libc::waitpid(c, &mut st, 0) < 0 && errno() == libc::EINTR {}
             libc::_exit(0);

@@ -232,7 +232,7 @@ pub struct RunOutcome {
 /// A bounded pool of sandbox slots shared by the whole process. Each slot owns a distinct
 /// host uid, so `RLIMIT_NPROC` of one run does not count another run's processes.
 struct Pool {
-    busy: Mutex<Vec<bool>>,
+    busy: Mutex<Vec<u8>>,
     cv: Condvar,
 }
 
@@ -247,7 +247,7 @@ const UID_BASE: u32 = 0x6000_0000;
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| Pool {
-        busy: Mutex::new(vec![false; MAX_SLOTS]),
+        busy: Mutex::new(vec![FREE; MAX_SLOTS]),
         cv: Condvar::new(),
     })
 }
@@ -260,33 +260,48 @@ pub fn default_parallelism() -> usize {
         .clamp(1, MAX_SLOTS)
 }
 
+/// A pool slot: its index is the uid offset. A slot is *active* while its run counts toward
+/// the parallelism limit and *draining* while the finished run's namespaces are torn down
+/// (its uid is not reused until then).
 struct Slot {
     index: usize,
 }
+
+const FREE: u8 = 0;
+const ACTIVE: u8 = 1;
+const DRAINING: u8 = 2;
 
 impl Slot {
     fn acquire(limit: usize) -> Slot {
         let limit = limit.clamp(1, MAX_SLOTS);
         let p = pool();
-        let mut busy = p.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = p.busy.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            let in_use = busy.iter().filter(|b| **b).count();
-            if in_use < limit
-                && let Some(i) = busy.iter().position(|b| !*b)
+            let active = st.iter().filter(|s| **s == ACTIVE).count();
+            if active < limit
+                && let Some(i) = st.iter().position(|s| *s == FREE)
             {
-                busy[i] = true;
+                st[i] = ACTIVE;
                 return Slot { index: i };
             }
-            busy = p.cv.wait(busy).unwrap_or_else(|e| e.into_inner());
+            st = p.cv.wait(st).unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// The run's result is ready: stop counting toward the parallelism limit.
+    fn drain(&self) {
+        let p = pool();
+        let mut st = p.busy.lock().unwrap_or_else(|e| e.into_inner());
+        st[self.index] = DRAINING;
+        p.cv.notify_all();
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         let p = pool();
-        let mut busy = p.busy.lock().unwrap_or_else(|e| e.into_inner());
-        busy[self.index] = false;
+        let mut st = p.busy.lock().unwrap_or_else(|e| e.into_inner());
+        st[self.index] = FREE;
         p.cv.notify_all();
     }
 }
@@ -376,13 +391,11 @@ pub fn probe(cfg: &SandboxConfig) -> Result<Isolation> {
 
 /// Runs one program in a fresh sandbox. Blocks until it exits or is killed.
 pub fn run(cfg: &SandboxConfig, parallel: usize, spec: &RunSpec) -> Result<RunOutcome> {
-    let slot = Slot::acquire(parallel);
-    let out = run_in_slot(cfg, slot.index, spec);
-    drop(slot);
-    out
+    run_in_slot(cfg, Slot::acquire(parallel), spec)
 }
 
-fn run_in_slot(cfg: &SandboxConfig, slot: usize, spec: &RunSpec) -> Result<RunOutcome> {
+fn run_in_slot(cfg: &SandboxConfig, slot_guard: Slot, spec: &RunSpec) -> Result<RunOutcome> {
+    let slot = slot_guard.index;
     let lim = &cfg.limits;
     // SAFETY: geteuid/getegid cannot fail.
     let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
@@ -692,8 +705,20 @@ fn run_in_slot(cfg: &SandboxConfig, slot: usize, spec: &RunSpec) -> Result<RunOu
     // Every copy of the status pipe is closed, so P has exited (or we gave up after the
     // kill): clean up anything left in its group while P is still unreaped, then reap.
     kill_all();
-    let _ = proc.wait();
     let wall = start.elapsed();
+    // Reap P in the background: it exits once C's namespaces are torn down (unmounting the
+    // copied mount tree waits for an RCU grace period), which the result need not wait for.
+    // The slot's uid is reused only after that.
+    slot_guard.drain();
+    let reaper = std::thread::Builder::new()
+        .name("grpo-sandbox-reaper".into())
+        .spawn(move || {
+            let _ = proc.wait();
+            drop(slot_guard);
+        });
+    if let Err(e) = reaper {
+        tracing::warn!(error = %e, "could not start a reaper thread");
+    }
 
     let mut ready = None;
     let mut exited = None;
