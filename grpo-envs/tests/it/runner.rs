@@ -254,3 +254,51 @@ fn bad_env_input_never_panics() {
         }
     }
 }
+
+#[test]
+fn step_records_form_gigpo_anchor_groups_and_salt_prefixes() {
+    // G = 4 trajectories of one Sokoban instance with seeded random policies.
+    let runner = EpisodeRunner::new(RunConfig {
+        max_turns: Some(6),
+        ..RunConfig::default()
+    });
+    let specs: Vec<EpisodeSpec> = (0..4)
+        .map(|k| EpisodeSpec {
+            env: envs::make("sokoban", &serde_json::Value::Null).unwrap(),
+            task: TaskSpec::seed(21),
+            group: 0,
+            sample: k,
+        })
+        .collect();
+    let dirs = ["Up", "Down", "Left", "Right"];
+    let mut s = ScriptedSampler::new(move |c| {
+        let k = grpo_envs::seed::derive_seed(c.session, "dir", &[(c.turn / 2) as u64]) % 4;
+        format!("<answer>{}</answer>", dirs[k as usize])
+    });
+    let eps = runner.run_batch(specs, &ByteRenderer, &mut s, 0).unwrap();
+    let mut groups: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut prefixes: std::collections::BTreeMap<u64, std::collections::BTreeSet<String>> =
+        Default::default();
+    for ep in &eps {
+        check_invariants(ep);
+        for st in &ep.steps {
+            *groups
+                .entry(st.state_key_before.clone().unwrap())
+                .or_default() += 1;
+            prefixes
+                .entry(st.prefix_key)
+                .or_default()
+                .insert(format!("{:?}{:?}", st.state_key_before, st.action_key));
+        }
+    }
+    // All four share the initial state: an anchor group of size >= 4.
+    assert!(groups.values().any(|&n| n >= 4), "{groups:?}");
+    // A prefix key identifies one (state, action) node.
+    assert!(prefixes.values().all(|v| v.len() == 1));
+    // Policies that move identically in their first turn share the first prefix key.
+    let firsts: std::collections::BTreeSet<u64> =
+        eps.iter().map(|e| e.steps[0].prefix_key).collect();
+    let first_actions: std::collections::BTreeSet<_> =
+        eps.iter().map(|e| e.steps[0].action_key.clone()).collect();
+    assert_eq!(firsts.len(), first_actions.len());
+}
