@@ -302,3 +302,48 @@ fn step_records_form_gigpo_anchor_groups_and_salt_prefixes() {
         eps.iter().map(|e| e.steps[0].action_key.clone()).collect();
     assert_eq!(firsts.len(), first_actions.len());
 }
+
+mod props {
+    use proptest::prelude::*;
+
+    use crate::common::{check_invariants, run_with};
+    use grpo_envs::{EndReason, RunConfig, envs};
+
+    const FRAGS: [&str; 12] = [
+        "<answer>",
+        "</answer>",
+        "Up",
+        "Left",
+        "<tool_call>",
+        "</tool_call>",
+        "{\"name\":\"lookup\",\"arguments\":{\"table\":\"items\",\"key\":\"K-1\"}}",
+        "<search>founder</search>",
+        "{\"action_type\":\"click\",\"index\":1}",
+        "[4]",
+        "[bet]",
+        "é\u{0}",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn random_turns_never_panic_and_keep_invariants(
+            env_idx in 0usize..14,
+            seed in 0u64..1000,
+            turns in proptest::collection::vec(proptest::collection::vec(0usize..12, 0..6), 1..5),
+            per_turn in 4usize..64,
+        ) {
+            let names: Vec<&str> = envs::list().iter().map(|e| e.name).filter(|n| *n != "qa").collect();
+            let name = names[env_idx % names.len()];
+            let texts: Vec<String> = turns.iter().map(|t| t.iter().map(|&i| FRAGS[i]).collect()).collect();
+            let cfg = RunConfig { max_turns: Some(texts.len()), max_tokens_per_turn: Some(per_turn), ..RunConfig::default() };
+            let ep = run_with(name, &serde_json::Value::Null, seed, cfg, move |_, k| texts.get(k).cloned().unwrap_or_default());
+            prop_assert!(!matches!(ep.end, EndReason::EnvError { .. }), "{:?}", ep.end);
+            check_invariants(&ep);
+            prop_assert!(ep.total_reward().is_finite());
+            for st in &ep.steps {
+                prop_assert!(st.policy_tokens <= per_turn);
+            }
+        }
+    }
+}
