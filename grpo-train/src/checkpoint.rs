@@ -92,6 +92,7 @@ pub fn save(
     tok: &Tokenizer,
     moments: &Moments,
     state: &TrainerState,
+    reference: Option<&Model>,
 ) -> Result<PathBuf> {
     let final_dir = run_dir.join("checkpoint");
     let tmp = tempfile::Builder::new()
@@ -107,6 +108,11 @@ pub fn save(
     tok.save(tmp.path())?;
     let opt_path = tmp.path().join("optimizer.bin");
     std::fs::write(&opt_path, moments.to_bytes()).map_err(|e| TrainError::io(&opt_path, e))?;
+    if let Some(r) = reference {
+        let ref_path = tmp.path().join(REFERENCE_FILE);
+        std::fs::write(&ref_path, f32_bytes(&r.weights))
+            .map_err(|e| TrainError::io(&ref_path, e))?;
+    }
     let st_path = tmp.path().join("trainer_state.json");
     let st = serde_json::to_string_pretty(state).map_err(|e| TrainError::Other(e.to_string()))?;
     std::fs::write(&st_path, st).map_err(|e| TrainError::io(&st_path, e))?;
@@ -126,6 +132,18 @@ pub fn save(
     Ok(final_dir)
 }
 
+/// File holding the reference policy's weights (raw little-endian f32, the
+/// model's flat parameter layout) when the run has one.
+pub const REFERENCE_FILE: &str = "reference.bin";
+
+fn f32_bytes(xs: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 * xs.len());
+    for x in xs {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out
+}
+
 /// What `--resume` restores.
 pub struct Restored {
     /// The model.
@@ -136,6 +154,8 @@ pub struct Restored {
     pub moments: Moments,
     /// Trainer state.
     pub state: TrainerState,
+    /// The reference policy's weights, when the run had one at the checkpoint.
+    pub reference_weights: Option<Vec<f32>>,
 }
 
 /// Loads `run_dir/checkpoint` (or the pre-swap copy if a crash interrupted a swap).
@@ -159,11 +179,33 @@ pub fn load(run_dir: &Path) -> Result<Restored> {
     let text = std::fs::read_to_string(&st_path).map_err(|e| TrainError::io(&st_path, e))?;
     let state: TrainerState = serde_json::from_str(&text)
         .map_err(|e| TrainError::Other(format!("{}: {e}", st_path.display())))?;
+    let ref_path = dir.join(REFERENCE_FILE);
+    let reference_weights = if ref_path.exists() {
+        let bytes = std::fs::read(&ref_path).map_err(|e| TrainError::io(&ref_path, e))?;
+        if bytes.len() != 4 * model.weights.len() {
+            return Err(TrainError::Other(format!(
+                "{}: {} bytes, the model needs {} ({} parameters)",
+                ref_path.display(),
+                bytes.len(),
+                4 * model.weights.len(),
+                model.weights.len()
+            )));
+        }
+        Some(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        )
+    } else {
+        None
+    };
     Ok(Restored {
         model,
         tokenizer,
         moments,
         state,
+        reference_weights,
     })
 }
 

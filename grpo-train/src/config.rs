@@ -233,7 +233,7 @@ fn constant() -> String {
 }
 
 /// Reference policy.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ReferenceSection {
     /// `off`, `frozen` (the policy at the start of GRPO) or `sync` (copied every `sync_every` steps).
@@ -246,6 +246,17 @@ pub struct ReferenceSection {
 
 fn off() -> String {
     "off".to_string()
+}
+
+// Not derived: an omitted `[reference]` section must mean mode = "off", as
+// an omitted `mode` key does (a derived Default would give an empty mode).
+impl Default for ReferenceSection {
+    fn default() -> Self {
+        Self {
+            mode: off(),
+            sync_every: 0,
+        }
+    }
 }
 
 /// Evaluation on held-out prompts.
@@ -265,9 +276,12 @@ pub struct EvalSection {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointSection {
-    /// Save every N GRPO steps (0 = only at the end).
+    /// Save every N GRPO steps (0 = only at the end of the run).
     #[serde(default)]
     pub every: usize,
+    /// Save every N SFT steps (0 = only at the end of SFT, which always saves).
+    #[serde(default)]
+    pub sft_every: usize,
 }
 
 /// Parses a run config from TOML text, applying `key.path=value` overrides.
@@ -455,6 +469,15 @@ mod tests {
         let text = toml::to_string(&c).unwrap();
         let back: RunConfigFile = toml::from_str(&text).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn omitted_reference_section_means_off() {
+        let text = DEFAULT_CONFIG.replace("[reference]\nmode = \"off\"\n", "");
+        assert_ne!(text, DEFAULT_CONFIG);
+        let c = parse(&text, "d", &[]).unwrap();
+        assert_eq!(c.reference.mode, "off");
+        c.validate().unwrap();
     }
 
     #[test]

@@ -23,4 +23,4 @@ pub mod tfevents;
 pub mod trainer;
 
 pub use error::{Result, TrainError};
-pub use trainer::{EvalResult, RunSummary, TrainOptions, train};
+pub use trainer::{EvalDetail, EvalResult, RunSummary, TrainOptions, evaluate_checkpoint, train};

@@ -120,8 +120,26 @@ impl EventWriter {
     pub fn create(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
         let secs = wall_time() as u64;
-        let path = dir.join(format!("events.out.tfevents.{secs}.grpo-rs"));
-        let file = File::create(&path).map_err(|e| TrainError::io(&path, e))?;
+        // A resumed run may start within the same second as the interrupted
+        // one: never truncate an existing event file, pick a fresh name.
+        let mut n = 0u32;
+        let (path, file) = loop {
+            let name = if n == 0 {
+                format!("events.out.tfevents.{secs}.grpo-rs")
+            } else {
+                format!("events.out.tfevents.{secs}.grpo-rs.{n}")
+            };
+            let path = dir.join(name);
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(f) => break (path, f),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                Err(e) => return Err(TrainError::io(&path, e)),
+            }
+        };
         let mut w = Self {
             out: BufWriter::new(file),
             path,

@@ -42,6 +42,12 @@ pub struct TrainOptions {
     pub resume: Option<PathBuf>,
     /// No progress bars.
     pub quiet: bool,
+    /// Stop this invocation once this many optimiser steps of the run (SFT
+    /// steps plus GRPO steps, counted from the start of the run) are done, as
+    /// if the process were killed there: no final eval, checkpoint or plot.
+    /// The run continues later with `resume` from its last checkpoint
+    /// (time-boxed jobs; the resume test).
+    pub stop_after: Option<usize>,
 }
 
 /// Accuracy numbers of one evaluation.
@@ -64,8 +70,10 @@ pub struct RunSummary {
     pub plot: PathBuf,
     /// Held-out accuracy after SFT (the GRPO starting point), if SFT ran in this run.
     pub after_sft: Option<EvalResult>,
-    /// Held-out accuracy at the end.
-    pub final_eval: EvalResult,
+    /// Held-out accuracy at the end (None when `stop_after` stopped the run early).
+    pub final_eval: Option<EvalResult>,
+    /// The global step (SFT + GRPO) where `stop_after` stopped the run, if it did.
+    pub stopped_at: Option<usize>,
     /// Wall-clock seconds of this invocation.
     pub seconds: f64,
 }
@@ -84,10 +92,21 @@ impl std::fmt::Display for RunSummary {
         if let Some(s) = &self.after_sft {
             writeln!(f, "  after SFT : {}", show(s))?;
         }
-        writeln!(f, "  after GRPO: {}", show(&self.final_eval))?;
+        match (&self.final_eval, self.stopped_at) {
+            (Some(e), _) => writeln!(f, "  after GRPO: {}", show(e))?,
+            (None, Some(s)) => writeln!(
+                f,
+                "  stopped at step {s} (continue with --resume {})",
+                self.run_dir.display()
+            )?,
+            (None, None) => {}
+        }
         writeln!(f, "  run dir   : {}", self.run_dir.display())?;
-        writeln!(f, "  checkpoint: {}", self.checkpoint.display())?;
-        write!(f, "  plot      : {}", self.plot.display())
+        write!(f, "  checkpoint: {}", self.checkpoint.display())?;
+        if self.final_eval.is_some() {
+            write!(f, "\n  plot      : {}", self.plot.display())?;
+        }
+        Ok(())
     }
 }
 
@@ -112,7 +131,25 @@ pub fn train(cfg: RunConfigFile, opts: &TrainOptions) -> Result<RunSummary> {
     let started = Instant::now();
     cfg.validate()?;
     let mut run = Run::build(&cfg, opts)?;
-    let mut after_sft = None;
+    let mut after_sft = run.after_sft_from_history();
+    let sft_steps = cfg.sft.as_ref().map_or(0, |s| s.steps);
+    let stopped = |run: &Run<'_>| -> Option<usize> {
+        let global = match run.state.stage {
+            Stage::Sft => run.state.step,
+            Stage::Grpo => sft_steps + run.state.step,
+            Stage::Done => return None,
+        };
+        opts.stop_after.filter(|&s| global >= s)
+    };
+    let stop_summary = |run: &Run<'_>, at: usize| RunSummary {
+        run_dir: run.dir.clone(),
+        checkpoint: run.dir.join("checkpoint"),
+        plot: run.dir.join("plot.png"),
+        after_sft: None,
+        final_eval: None,
+        stopped_at: Some(at),
+        seconds: started.elapsed().as_secs_f64(),
+    };
 
     // ---- Stage 1: supervised warm start ----
     if let (Stage::Sft, Some(sft)) = (run.state.stage, cfg.sft.as_ref()) {
@@ -124,6 +161,16 @@ pub fn train(cfg: RunConfigFile, opts: &TrainOptions) -> Result<RunSummary> {
                 format!("loss {:.3}", rec["loss"].as_f64().unwrap_or(f64::NAN)),
             );
             run.metrics.write(rec)?;
+            let s = run.state.step;
+            if cfg.checkpoint.sft_every > 0 && s % cfg.checkpoint.sft_every == 0 && s < sft.steps {
+                run.save_checkpoint()?;
+            }
+            if let Some(at) = stopped(&run)
+                && s < sft.steps
+            {
+                bar.finish();
+                return Ok(stop_summary(&run, at));
+            }
         }
         bar.finish();
         let e = run.evaluate("sft")?;
@@ -135,6 +182,11 @@ pub fn train(cfg: RunConfigFile, opts: &TrainOptions) -> Result<RunSummary> {
         run.state.stage = Stage::Grpo;
         run.state.step = 0;
         run.save_checkpoint()?;
+        if let Some(at) = stopped(&run)
+            && cfg.grpo.steps > 0
+        {
+            return Ok(stop_summary(&run, at));
+        }
     } else if run.state.stage == Stage::Sft {
         run.state.stage = Stage::Grpo;
         run.state.step = 0;
@@ -174,6 +226,12 @@ pub fn train(cfg: RunConfigFile, opts: &TrainOptions) -> Result<RunSummary> {
             if cfg.checkpoint.every > 0 && s % cfg.checkpoint.every == 0 && s < total {
                 run.save_checkpoint()?;
             }
+            if let Some(at) = stopped(&run)
+                && s < total
+            {
+                bar.finish();
+                return Ok(stop_summary(&run, at));
+            }
         }
         bar.finish();
         run.state.stage = Stage::Done;
@@ -193,7 +251,8 @@ pub fn train(cfg: RunConfigFile, opts: &TrainOptions) -> Result<RunSummary> {
         checkpoint: ckpt,
         plot,
         after_sft,
-        final_eval,
+        final_eval: Some(final_eval),
+        stopped_at: None,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
@@ -203,9 +262,18 @@ impl<'c> Run<'c> {
     /// tokenizer, task, estimator and optimiser state.
     fn build(cfg: &'c RunConfigFile, opts: &TrainOptions) -> Result<Self> {
         let task = TaskSource::new(&cfg.task, cfg.seed)?;
-        let (dir, model, tok, state, moments, history) = match &opts.resume {
+        let (dir, model, tok, state, moments, history, reference) = match &opts.resume {
             Some(dir) => {
                 let r = checkpoint::load(dir)?;
+                // The reference policy (frozen or last synced) is part of the state.
+                let reference = match r.reference_weights {
+                    Some(w) => {
+                        let mut m = r.model.clone();
+                        m.weights = w;
+                        Some(m)
+                    }
+                    None => None,
+                };
                 let history =
                     crate::metrics::read_jsonl(&dir.join("metrics.jsonl")).unwrap_or_default();
                 let history: Vec<Record> =
@@ -218,10 +286,14 @@ impl<'c> Run<'c> {
                     r.state,
                     r.moments,
                     history,
+                    reference,
                 )
             }
             None => {
                 let dir = cfg.run_dir();
+                // Build the model first: a bad model path must fail before the
+                // run directory is touched.
+                let (model, tok) = checkpoint::initial_model(cfg, &task)?;
                 if dir.exists() {
                     if !opts.overwrite {
                         return Err(TrainError::OutputExists(dir));
@@ -232,7 +304,6 @@ impl<'c> Run<'c> {
                 let text = toml::to_string(cfg).map_err(|e| TrainError::Other(e.to_string()))?;
                 std::fs::write(dir.join("config.toml"), text)
                     .map_err(|e| TrainError::io(&dir, e))?;
-                let (model, tok) = checkpoint::initial_model(cfg, &task)?;
                 let n = model.weights.len();
                 let state = TrainerState {
                     stage: if cfg.sft.is_some() {
@@ -247,7 +318,7 @@ impl<'c> Run<'c> {
                     advantage_state: cfg.algorithm.advantage.initial_state(),
                     metrics_lines: 0,
                 };
-                (dir, model, tok, state, Moments::zeros(n), Vec::new())
+                (dir, model, tok, state, Moments::zeros(n), Vec::new(), None)
             }
         };
         let estimator = AdvantageEstimator::with_state(
@@ -255,13 +326,7 @@ impl<'c> Run<'c> {
             state.advantage_state.clone(),
         )?;
         let metrics = MetricsSink::open(&dir, history)?;
-        let mut stop_ids = Vec::new();
-        if let Some(stop) = task.stop_text()
-            && let Some(id) = tok.token_to_id(stop)
-        {
-            stop_ids.push(id);
-        }
-        let reference = None;
+        let stop_ids = stop_ids_for(&task, &tok);
         Ok(Run {
             cfg,
             dir,
@@ -396,107 +461,30 @@ impl<'c> Run<'c> {
         Ok(rec)
     }
 
-    /// Samples `n` completions for each prompt.
-    fn generate(
-        &self,
-        prompts: &[Vec<u32>],
-        params: &SamplingParams,
-        seed_label: &str,
-    ) -> Result<(Vec<Vec<Completion>>, GenerateStats)> {
-        let lm = ModelLm::new(&self.model);
-        let engine = Engine::new(
-            &lm,
-            EngineConfig {
-                max_batch: 256,
-                max_cached_tokens: 1 << 22,
-            },
-        );
-        let requests: Vec<Request> = prompts
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let mut params = params.clone();
-                params.seed = derive_seed(
-                    self.cfg.seed,
-                    seed_label,
-                    &[self.state.step as u64, i as u64],
-                );
-                params.stop_token_ids = self.stop_ids.clone();
-                Request {
-                    prompt_ids: p.clone(),
-                    params,
-                }
-            })
-            .collect();
-        let mut stats = GenerateStats::default();
-        let detok = TokDetok(&self.tok);
-        let results = engine.generate(&requests, Some(&detok), &mut stats);
-        let mut out = Vec::with_capacity(results.len());
-        for r in results {
-            out.push(r.map_err(|e| TrainError::Other(format!("rollout: {e}")))?);
-        }
-        Ok((out, stats))
-    }
-
     /// Greedy accuracy and pass@k on the held-out set; writes an eval record.
     fn evaluate(&mut self, stage: &str) -> Result<EvalResult> {
         let t0 = Instant::now();
-        let n = self.cfg.eval.num_prompts.min(self.task.eval_set().len());
-        let insts: Vec<TaskInstance> = self.task.eval_set()[..n].to_vec();
-        let prompts: Vec<Vec<u32>> = insts
-            .iter()
-            .map(|i| self.encode(&i.prompt))
-            .collect::<Result<_>>()?;
-        let greedy = SamplingParams::greedy(self.cfg.rollout.max_new_tokens);
-        let (outs, _) = self.generate(&prompts, &greedy, "eval-greedy")?;
-        let mut correct = 0.0;
-        let mut format = 0.0;
-        for (inst, comps) in insts.iter().zip(&outs) {
-            let s = self.task.score(inst, &comps[0].text_or_ids(&self.tok));
-            correct += s.correct;
-            format += s.format;
-        }
-        let accuracy = correct / n.max(1) as f64;
-        let k = self.cfg.eval.pass_k;
-        let pass_at_k = if k > 0 {
-            let mut p = SamplingParams::sampled(
-                k,
-                self.cfg.rollout.temperature,
-                self.cfg.rollout.max_new_tokens,
-                0,
-            );
-            p.top_p = self.cfg.rollout.top_p;
-            p.top_k = self.cfg.rollout.top_k;
-            let (outs, _) = self.generate(&prompts, &p, "eval-passk")?;
-            let hits = insts
-                .iter()
-                .zip(&outs)
-                .filter(|(inst, comps)| {
-                    comps
-                        .iter()
-                        .any(|c| self.task.score(inst, &c.text_or_ids(&self.tok)).correct > 0.0)
-                })
-                .count();
-            Some(hits as f64 / n.max(1) as f64)
-        } else {
-            None
+        let ctx = EvalContext {
+            cfg: self.cfg,
+            model: &self.model,
+            tok: &self.tok,
+            task: &self.task,
+            stop_ids: &self.stop_ids,
         };
+        let d = ctx.run(self.state.step)?;
         let mut rec = Record::new();
         rec.insert("step".into(), self.state.step.into());
         rec.insert("stage".into(), stage.into());
-        rec.insert("eval/accuracy".into(), num(accuracy));
-        rec.insert("eval/format".into(), num(format / n.max(1) as f64));
-        if let Some(p) = pass_at_k {
+        rec.insert("eval/accuracy".into(), num(d.result.accuracy));
+        rec.insert("eval/format".into(), num(d.format));
+        if let Some(p) = d.result.pass_at_k {
             rec.insert("eval/pass@k".into(), num(p));
-            rec.insert("eval/k".into(), k.into());
+            rec.insert("eval/k".into(), self.cfg.eval.pass_k.into());
         }
-        rec.insert("eval/prompts".into(), n.into());
+        rec.insert("eval/prompts".into(), d.prompts.into());
         rec.insert("time/eval".into(), num(t0.elapsed().as_secs_f64()));
         self.metrics.write(rec)?;
-        Ok(EvalResult {
-            accuracy,
-            pass_at_k,
-        })
+        Ok(d.result)
     }
 
     /// One GRPO step.
@@ -522,7 +510,14 @@ impl<'c> Run<'c> {
         let mut params = SamplingParams::sampled(g, ro.temperature, ro.max_new_tokens, 0);
         params.top_p = ro.top_p;
         params.top_k = ro.top_k;
-        let (groups, gen_stats) = self.generate(&prompts, &params, "rollout")?;
+        let ctx = EvalContext {
+            cfg,
+            model: &self.model,
+            tok: &self.tok,
+            task: &self.task,
+            stop_ids: &self.stop_ids,
+        };
+        let (groups, gen_stats) = ctx.generate(&prompts, &params, "rollout", self.state.step)?;
         let t_rollout = t_start.elapsed().as_secs_f64();
 
         // 3. Rewards.
@@ -741,8 +736,171 @@ impl<'c> Run<'c> {
             &self.tok,
             &self.moments,
             &self.state,
+            self.reference.as_ref(),
         )
     }
+
+    /// The after-SFT eval of a resumed run, read back from its metrics history.
+    fn after_sft_from_history(&self) -> Option<EvalResult> {
+        let rec = self.metrics.history().iter().rev().find(|r| {
+            r.get("stage").and_then(|v| v.as_str()) == Some("sft")
+                && r.contains_key("eval/accuracy")
+        })?;
+        Some(EvalResult {
+            accuracy: rec.get("eval/accuracy")?.as_f64()?,
+            pass_at_k: rec.get("eval/pass@k").and_then(|v| v.as_f64()),
+        })
+    }
+}
+
+/// What one evaluation measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EvalDetail {
+    /// Greedy accuracy and pass@k.
+    pub result: EvalResult,
+    /// Fraction of greedy completions in the task's format.
+    pub format: f64,
+    /// Held-out prompts evaluated.
+    pub prompts: usize,
+}
+
+/// A policy plus what evaluating it needs.
+struct EvalContext<'a> {
+    cfg: &'a RunConfigFile,
+    model: &'a Model,
+    tok: &'a Tokenizer,
+    task: &'a TaskSource,
+    stop_ids: &'a [u32],
+}
+
+impl EvalContext<'_> {
+    /// Samples completions for each prompt; seeds derive from (seed, label, step, prompt index).
+    fn generate(
+        &self,
+        prompts: &[Vec<u32>],
+        params: &SamplingParams,
+        seed_label: &str,
+        step: usize,
+    ) -> Result<(Vec<Vec<Completion>>, GenerateStats)> {
+        let lm = ModelLm::new(self.model);
+        let engine = Engine::new(
+            &lm,
+            EngineConfig {
+                max_batch: 256,
+                max_cached_tokens: 1 << 22,
+            },
+        );
+        let requests: Vec<Request> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let mut params = params.clone();
+                params.seed = derive_seed(self.cfg.seed, seed_label, &[step as u64, i as u64]);
+                params.stop_token_ids = self.stop_ids.to_vec();
+                Request {
+                    prompt_ids: p.clone(),
+                    params,
+                }
+            })
+            .collect();
+        let mut stats = GenerateStats::default();
+        let detok = TokDetok(self.tok);
+        let results = engine.generate(&requests, Some(&detok), &mut stats);
+        let mut out = Vec::with_capacity(results.len());
+        for r in results {
+            out.push(r.map_err(|e| TrainError::Other(format!("rollout: {e}")))?);
+        }
+        Ok((out, stats))
+    }
+
+    /// Greedy accuracy and pass@k (k samples at the rollout temperature) on
+    /// the first `eval.num_prompts` held-out instances.
+    fn run(&self, step: usize) -> Result<EvalDetail> {
+        let n = self.cfg.eval.num_prompts.min(self.task.eval_set().len());
+        let insts: Vec<TaskInstance> = self.task.eval_set()[..n].to_vec();
+        let prompts: Vec<Vec<u32>> = insts
+            .iter()
+            .map(|i| Ok(self.tok.encode(&i.prompt, false)?))
+            .collect::<Result<_>>()?;
+        let greedy = SamplingParams::greedy(self.cfg.rollout.max_new_tokens);
+        let (outs, _) = self.generate(&prompts, &greedy, "eval-greedy", step)?;
+        let mut correct = 0.0;
+        let mut format = 0.0;
+        for (inst, comps) in insts.iter().zip(&outs) {
+            if let Some(c) = comps.first() {
+                let s = self.task.score(inst, &c.text_or_ids(self.tok));
+                correct += s.correct;
+                format += s.format;
+            }
+        }
+        let accuracy = correct / n.max(1) as f64;
+        let k = self.cfg.eval.pass_k;
+        let pass_at_k = if k > 0 {
+            let ro = &self.cfg.rollout;
+            let mut p = SamplingParams::sampled(k, ro.temperature, ro.max_new_tokens, 0);
+            p.top_p = ro.top_p;
+            p.top_k = ro.top_k;
+            let (outs, _) = self.generate(&prompts, &p, "eval-passk", step)?;
+            let hits = insts
+                .iter()
+                .zip(&outs)
+                .filter(|(inst, comps)| {
+                    comps
+                        .iter()
+                        .any(|c| self.task.score(inst, &c.text_or_ids(self.tok)).correct > 0.0)
+                })
+                .count();
+            Some(hits as f64 / n.max(1) as f64)
+        } else {
+            None
+        };
+        Ok(EvalDetail {
+            result: EvalResult {
+                accuracy,
+                pass_at_k,
+            },
+            format: format / n.max(1) as f64,
+            prompts: n,
+        })
+    }
+}
+
+/// Evaluates the checkpoint in `model_dir` (a Hugging Face model directory
+/// with tokenizer.json, e.g. a run's `checkpoint/`) on the held-out set of
+/// `cfg`'s task: greedy accuracy and, when `eval.pass_k > 0`, pass@k with
+/// `eval.pass_k` samples at the rollout temperature. `cfg.model` is ignored.
+pub fn evaluate_checkpoint(cfg: &RunConfigFile, model_dir: &std::path::Path) -> Result<EvalDetail> {
+    if !model_dir.join("config.json").exists() {
+        return Err(TrainError::Config {
+            location: Some("--model".into()),
+            message: format!(
+                "{} has no config.json (not a Hugging Face model directory)",
+                model_dir.display()
+            ),
+        });
+    }
+    let task = TaskSource::new(&cfg.task, cfg.seed)?;
+    let model = Model::load(model_dir)?;
+    let tok = Tokenizer::from_dir(model_dir)?;
+    let stop_ids = stop_ids_for(&task, &tok);
+    let ctx = EvalContext {
+        cfg,
+        model: &model,
+        tok: &tok,
+        task: &task,
+        stop_ids: &stop_ids,
+    };
+    ctx.run(0)
+}
+
+fn stop_ids_for(task: &TaskSource, tok: &Tokenizer) -> Vec<u32> {
+    let mut stop_ids = Vec::new();
+    if let Some(stop) = task.stop_text()
+        && let Some(id) = tok.token_to_id(stop)
+    {
+        stop_ids.push(id);
+    }
+    stop_ids
 }
 
 /// Per-kept-group inputs for the shared-prefix forward.

@@ -39,6 +39,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         overwrite: args.overwrite,
         resume: args.resume.clone(),
         quiet: args.quiet,
+        ..Default::default()
     };
     let summary = grpo_train::train(config, &opts).context("training failed")?;
     println!("{summary}");

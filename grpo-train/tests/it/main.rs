@@ -1,0 +1,7 @@
+//! Integration tests for grpo-train (one binary per crate): bit-exact resume,
+//! an end-to-end smoke run, the example configs, and bad input.
+mod bad_input;
+mod common;
+mod configs;
+mod resume;
+mod smoke;
