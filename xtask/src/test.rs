@@ -6,6 +6,14 @@ use crate::util::cargo;
 /// (unit, integration, doc tests and the tidy test in this crate).
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
+    if args.iter().any(|a| a == "--heavy") {
+        // Slow suites (all HumanEval problems) and more property-test cases.
+        // SAFETY: xtask is single-threaded here, before any child process starts.
+        unsafe {
+            std::env::set_var("GRPO_HEAVY", "1");
+            std::env::set_var("PROPTEST_CASES", "1024");
+        }
+    }
     let started = std::time::Instant::now();
     step("format check", || cargo(&["fmt", "--all", "--", "--check"]))?;
     step("clippy (-D warnings)", || {
