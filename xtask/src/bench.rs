@@ -1,15 +1,276 @@
 //! `cargo xtask bench <cpu|e2e>`: whole-workload benchmarks that run our code
 //! and the peer (PyTorch / TRL, found through `GRPO_PEER_PYTHON`) in the same
 //! invocation and print the ratio; results go to `target/bench/<name>.json`.
+//!
+//! - `cpu [--reps N] [--quick] [C1 C2 C3 C3b C4 ...]`: the CPU workloads of
+//!   `shared/docs/performance.md` §4. Ours runs through the hidden `grpo bench`
+//!   subcommand (release build); the peer through `scripts/bench_cpu_peer.py`, which
+//!   reuses `shared/bench/peer_bench_cpu.py`. Generation workloads are also run
+//!   without prefix sharing (`C1-noshare`, ...; the peer has no sharing). `--quick`
+//!   keeps the tiny-model workloads (C1, C2) only.
+//! - `e2e [--reps N]`: one GRPO step of the TRL CPU workload (tiny Qwen2, 16 prompts ×
+//!   G=8, 32 new tokens) against `shared/bench/trl_grpo_step_cpu.py` (TRL GRPOTrainer).
+//!
+//! Both sides run on the same 2 threads (`RAYON_NUM_THREADS`, `OMP_NUM_THREADS`), one
+//! untimed warm-up, median of the timed runs. `target/bench/<name>.json` holds
+//! `{"C2": {"ours": s, "peer": s, "ratio": peer/ours, "unit": "s"}, ...}` (ratio > 1 means
+//! we are faster; `peer`/`ratio` are null without a peer) and `<name>-detail.json` the raw
+//! outputs of both sides. The peer directory defaults to `../shared/bench` and can be set
+//! with `GRPO_PEER_BENCH_DIR`.
 
-use anyhow::bail;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use serde_json::{Map, Value, json};
+
+use crate::util::{cargo, project_root};
+
+/// Threads given to both sides.
+const THREADS: &str = "2";
+
+/// The CPU workloads, in order, and whether they are generation workloads (run with and
+/// without prefix sharing).
+const CPU_WORKLOADS: [(&str, bool); 5] = [
+    ("C1", true),
+    ("C2", false),
+    ("C3", true),
+    ("C3b", true),
+    ("C4", false),
+];
 
 /// Entry point.
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
-        Some(other) => bail!(
-            "benchmark `{other}` is not available yet; see the open issues (cpu, e2e are planned)"
-        ),
-        None => bail!("usage: cargo xtask bench <cpu|e2e>"),
+        Some("cpu") => cpu(&args[1..]),
+        Some("e2e") => e2e(&args[1..]),
+        Some(other) => bail!("unknown benchmark `{other}` (expected cpu or e2e)"),
+        None => bail!("usage: cargo xtask bench <cpu|e2e> [--reps N] [--quick] [WORKLOAD ...]"),
     }
+}
+
+/// Parsed options.
+struct Opts {
+    reps: usize,
+    quick: bool,
+    workloads: Vec<String>,
+}
+
+fn parse(args: &[String]) -> anyhow::Result<Opts> {
+    let mut o = Opts {
+        reps: 3,
+        quick: false,
+        workloads: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--reps" => {
+                let v = it.next().context("--reps needs a value")?;
+                o.reps = v.parse().with_context(|| format!("--reps {v}"))?;
+                if o.reps == 0 {
+                    bail!("--reps must be at least 1");
+                }
+            }
+            "--quick" => o.quick = true,
+            w if !w.starts_with('-') => o.workloads.push(w.to_string()),
+            other => bail!("unknown option `{other}`"),
+        }
+    }
+    Ok(o)
+}
+
+fn cpu(args: &[String]) -> anyhow::Result<()> {
+    let o = parse(args)?;
+    let selected: Vec<(&str, bool)> = if o.workloads.is_empty() {
+        CPU_WORKLOADS
+            .iter()
+            .copied()
+            .filter(|(w, _)| !o.quick || matches!(*w, "C1" | "C2"))
+            .collect()
+    } else {
+        o.workloads
+            .iter()
+            .map(|w| {
+                CPU_WORKLOADS
+                    .iter()
+                    .copied()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(w))
+                    .with_context(|| format!("unknown CPU workload `{w}` (C1 C2 C3 C3b C4)"))
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let grpo = build_ours()?;
+
+    let mut ours = Map::new();
+    for &(w, is_gen) in &selected {
+        ours.insert(w.to_string(), run_ours(&grpo, w, o.reps, false)?);
+        if is_gen {
+            ours.insert(format!("{w}-noshare"), run_ours(&grpo, w, o.reps, true)?);
+        }
+    }
+
+    let names: Vec<String> = selected.iter().map(|(w, _)| w.to_string()).collect();
+    let peer = match peer_python() {
+        Some(py) => {
+            let script = project_root().join("scripts/bench_cpu_peer.py");
+            let mut cmd = Command::new(py);
+            cmd.arg(script)
+                .arg("--peer-dir")
+                .arg(peer_dir())
+                .args(["--reps", &o.reps.to_string()])
+                .args(&names);
+            Some(run_json(&mut cmd, "peer (PyTorch)")?)
+        }
+        None => None,
+    };
+
+    let mut rows = Vec::new();
+    for &(w, is_gen) in &selected {
+        let peer_s = peer.as_ref().and_then(|p| p[w]["s"].as_f64());
+        rows.push((w.to_string(), seconds(&ours[w])?, peer_s));
+        if is_gen {
+            let k = format!("{w}-noshare");
+            rows.push((k.clone(), seconds(&ours[&k])?, peer_s));
+        }
+    }
+    report("cpu", &rows, json!({"ours": ours, "peer": peer}))
+}
+
+fn e2e(args: &[String]) -> anyhow::Result<()> {
+    let o = parse(args)?;
+    if !o.workloads.is_empty() {
+        bail!("`bench e2e` takes no workload names");
+    }
+    let grpo = build_ours()?;
+    let ours = run_ours(&grpo, "e2e", o.reps, false)?;
+    let peer = match peer_python() {
+        Some(py) => {
+            let mut cmd = Command::new(py);
+            // The first step is the warm-up (the script reports the median of the others).
+            cmd.arg(peer_dir().join("trl_grpo_step_cpu.py"))
+                .arg((o.reps + 1).to_string());
+            Some(run_json(&mut cmd, "peer (TRL)")?)
+        }
+        None => None,
+    };
+    let peer_s = peer
+        .as_ref()
+        .and_then(|p| p["step_s_median_after_first"].as_f64());
+    let rows = vec![("E2E".to_string(), seconds(&ours)?, peer_s)];
+    report("e2e", &rows, json!({"ours": ours, "peer": peer}))
+}
+
+/// Builds the CLI in release and returns the binary's path.
+fn build_ours() -> anyhow::Result<PathBuf> {
+    cargo(&["build", "--release", "-p", "grpo-cli"])?;
+    let exe = format!("grpo{}", std::env::consts::EXE_SUFFIX);
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"));
+    Ok(target.join("release").join(exe))
+}
+
+/// `GRPO_PEER_PYTHON`, or `None` with a message when it is unset.
+fn peer_python() -> Option<String> {
+    match std::env::var("GRPO_PEER_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ => {
+            eprintln!(
+                "GRPO_PEER_PYTHON is not set: skipping the peer (set it to a python with torch, \
+                 transformers and, for e2e, trl 1.16)"
+            );
+            None
+        }
+    }
+}
+
+fn peer_dir() -> PathBuf {
+    std::env::var_os("GRPO_PEER_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("../shared/bench"))
+}
+
+fn run_ours(grpo: &Path, workload: &str, reps: usize, no_share: bool) -> anyhow::Result<Value> {
+    let mut cmd = Command::new(grpo);
+    cmd.args(["bench", &workload.to_ascii_lowercase()])
+        .args(["--reps", &reps.to_string()]);
+    if no_share {
+        cmd.arg("--no-share");
+    }
+    let label = format!(
+        "ours {workload}{}",
+        if no_share { " (no sharing)" } else { "" }
+    );
+    run_json(&mut cmd, &label)
+}
+
+/// Runs `cmd` on the benchmark threads and parses the last line of its stdout as JSON.
+fn run_json(cmd: &mut Command, label: &str) -> anyhow::Result<Value> {
+    cmd.current_dir(project_root())
+        .env("RAYON_NUM_THREADS", THREADS)
+        .env("OMP_NUM_THREADS", THREADS)
+        .env("MKL_NUM_THREADS", THREADS)
+        .env("GRPO_BENCH_THREADS", THREADS)
+        .stderr(std::process::Stdio::inherit());
+    eprintln!("$ {cmd:?}");
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {label}: {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{label} failed with {}", out.status);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .with_context(|| format!("{label} printed no JSON line"))?;
+    let v: Value =
+        serde_json::from_str(line).with_context(|| format!("{label}: bad JSON `{line}`"))?;
+    eprintln!("{label}: {v}");
+    Ok(v)
+}
+
+fn seconds(v: &Value) -> anyhow::Result<f64> {
+    v["s"]
+        .as_f64()
+        .with_context(|| format!("no `s` (seconds) in {v}"))
+}
+
+/// Prints the table and writes `target/bench/<name>.json` and `<name>-detail.json`.
+fn report(name: &str, rows: &[(String, f64, Option<f64>)], detail: Value) -> anyhow::Result<()> {
+    let mut summary = Map::new();
+    println!(
+        "\n{:<12} {:>10} {:>10} {:>12}  unit",
+        "workload", "ours", "peer", "peer/ours"
+    );
+    for (w, ours, peer) in rows {
+        let ratio = peer.map(|p| p / ours);
+        let fmt = |x: Option<f64>, prec: usize| {
+            x.map_or_else(|| "-".to_string(), |x| format!("{x:.prec$}"))
+        };
+        println!(
+            "{w:<12} {ours:>10.4} {:>10} {:>12}  s",
+            fmt(*peer, 4),
+            fmt(ratio, 2)
+        );
+        summary.insert(
+            w.clone(),
+            json!({"ours": ours, "peer": peer, "ratio": ratio, "unit": "s"}),
+        );
+    }
+    let dir = project_root().join("target/bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("{name}.json"));
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&Value::Object(summary))?,
+    )
+    .with_context(|| format!("cannot write {}", path.display()))?;
+    let detail_path = dir.join(format!("{name}-detail.json"));
+    std::fs::write(&detail_path, serde_json::to_string_pretty(&detail)?)
+        .with_context(|| format!("cannot write {}", detail_path.display()))?;
+    println!("\nwrote {} and {}", path.display(), detail_path.display());
+    Ok(())
 }
