@@ -36,6 +36,9 @@ enum Command {
     Estimators(cmd::estimators::Args),
     /// List or play environments.
     Env(cmd::env::Args),
+    /// Run our side of one benchmark workload (used by `cargo xtask bench`).
+    #[command(hide = true)]
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd::verify::run(a),
         Command::Estimators(a) => cmd::estimators::run(a),
         Command::Env(a) => cmd::env::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! One module per subcommand; each has an `Args` struct (clap derive) and a
 //! `run(Args) -> anyhow::Result<()>` that calls into a library crate.
 
+pub mod bench;
 pub mod env;
 pub mod estimators;
 pub mod eval;
