@@ -3,3 +3,4 @@ mod env;
 mod estimators;
 mod generate;
 mod verify;
+mod train;
