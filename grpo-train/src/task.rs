@@ -173,7 +173,11 @@ impl TaskSource {
 
     /// The training instance at `cursor`, skipping held-out prompts; returns
     /// the instance and the next cursor.
+    /// If a long run of candidates are all held out (a dataset whose train
+    /// and test files overlap almost entirely), the candidate is used anyway
+    /// rather than looping forever.
     pub fn train_instance(&self, mut cursor: u64) -> (TaskInstance, u64) {
+        let mut skipped = 0usize;
         loop {
             let inst = match &self.kind {
                 Kind::Arithmetic { .. } => {
@@ -188,9 +192,10 @@ impl TaskSource {
                 }
             };
             cursor += 1;
-            if !self.eval_prompts.contains(&inst.prompt) {
+            if !self.eval_prompts.contains(&inst.prompt) || skipped >= 10_000 {
                 return (inst, cursor);
             }
+            skipped += 1;
         }
     }
 

@@ -8,7 +8,8 @@ use anyhow::Context;
 /// Arguments of `grpo train`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Run config (TOML). Without it, the embedded default run.
+    /// Run config (TOML). Without it: the run's saved `config.toml` when
+    /// resuming, else the embedded default run.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Override a config key, e.g. `--set optim.lr=1e-5` (repeatable).
@@ -27,9 +28,16 @@ pub struct Args {
 
 /// Runs `grpo train`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let config = match &args.config {
-        Some(path) => grpo_train::config::load(path, &args.set)?,
-        None => grpo_train::config::parse(
+    let saved = args
+        .resume
+        .as_ref()
+        .map(|d| d.join("config.toml"))
+        .filter(|p| p.exists());
+    let config = match (&args.config, &saved) {
+        (Some(path), _) => grpo_train::config::load(path, &args.set)?,
+        // Resuming without --config continues with the run's own saved config.
+        (None, Some(path)) => grpo_train::config::load(path, &args.set)?,
+        (None, None) => grpo_train::config::parse(
             grpo_train::config::DEFAULT_CONFIG,
             "<embedded default>",
             &args.set,
