@@ -2,5 +2,5 @@
 mod env;
 mod estimators;
 mod generate;
-mod verify;
 mod train;
+mod verify;
