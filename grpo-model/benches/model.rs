@@ -97,5 +97,72 @@ fn group_bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, group_bench);
+/// The default training run's GRPO step shape: 64 groups x 8 completions of ~7 tokens after
+/// ~6-token prompts on a tiny model (hidden 128, 4 layers, 4 heads, 2 KV heads, I = 384,
+/// vocab 17): many short segments, so per-segment overhead dominates.
+fn default_run_step(c: &mut Criterion) {
+    let config = ModelConfig {
+        arch: Arch::Qwen2,
+        vocab_size: 17,
+        hidden_size: 128,
+        intermediate_size: 384,
+        num_layers: 4,
+        num_heads: 4,
+        num_kv_heads: 2,
+        head_dim: 32,
+        max_position_embeddings: 64,
+        rms_norm_eps: 1e-6,
+        rope_theta: 1e4,
+        tie_word_embeddings: true,
+        bos_token_id: None,
+        eos_token_ids: vec![],
+        pad_token_id: None,
+    };
+    let m = Model::new_random(config, 0).expect("model");
+    let prompts: Vec<Vec<u32>> = (0..64)
+        .map(|g| {
+            (0..5 + g % 3)
+                .map(|i| ((g * 5 + i * 3) % 17) as u32)
+                .collect()
+        })
+        .collect();
+    let comps: Vec<Vec<Vec<u32>>> = (0..64)
+        .map(|g| {
+            (0..8)
+                .map(|j| {
+                    (0..5 + (g + j) % 5)
+                        .map(|i| ((g + j * 7 + i * 11) % 17) as u32)
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let groups: Vec<GroupInput<'_>> = prompts
+        .iter()
+        .zip(&comps)
+        .map(|(p, cs)| GroupInput {
+            prompt: p,
+            completions: cs.iter().map(|c| c.as_slice()).collect(),
+        })
+        .collect();
+    let dlogp: Vec<Vec<f32>> = comps
+        .iter()
+        .flatten()
+        .map(|c| vec![0.01; c.len()])
+        .collect();
+    let opts = ForwardOptions::default();
+    let mut grads = m.zero_grads();
+    let mut grp = c.benchmark_group("default_run_step");
+    grp.sample_size(20);
+    grp.bench_function("G64x8_fwd_bwd", |bch| {
+        bch.iter(|| {
+            let (_, acts) = m.forward_grouped(&groups, opts).expect("forward");
+            m.backward(&acts, &dlogp, None, &mut grads)
+                .expect("backward");
+        })
+    });
+    grp.finish();
+}
+
+criterion_group!(benches, group_bench, default_run_step);
 criterion_main!(benches);

@@ -19,7 +19,7 @@ use grpo_kernels::ops::rope::rope_bwd;
 use grpo_kernels::ops::swiglu::swiglu_bwd;
 
 use crate::error::{Error, Result};
-use crate::forward::{Activations, Ctx, LayerActs, Span};
+use crate::forward::{Activations, Ctx, Job, LayerActs, Span};
 use crate::model::Model;
 
 /// `dW [n, k] += dyᵀ · x` for `y [t, n] = x [t, k] · Wᵀ`.
@@ -293,42 +293,46 @@ impl Model {
         // Loss head: fused lm_head/log-softmax backward, scattered to the batch rows.
         let mut dxf = vec![0.0; n_rows * h];
         let lm_off = self.layout.lm_head;
-        for (j, job) in acts.jobs.iter().enumerate() {
-            let n = job.targets.len();
-            if n == 0 {
-                continue;
-            }
-            let hidden = self.gather_rows(&acts.acts, job);
-            let zeros;
-            let de: &[f32] = match dentropy {
-                Some(de) => &de[j],
-                None => {
-                    zeros = vec![0.0; n];
-                    &zeros
-                }
+        let n: usize = lens.iter().sum();
+        if n > 0 {
+            let hidden = self.gather_all_rows(&acts.acts, &acts.jobs);
+            let cat = |f: fn(&Job) -> &[f32]| -> Vec<f32> {
+                acts.jobs
+                    .iter()
+                    .flat_map(|j| f(j).iter().copied())
+                    .collect()
+            };
+            let targets: Vec<u32> = acts
+                .jobs
+                .iter()
+                .flat_map(|j| j.targets.iter().copied())
+                .collect();
+            let (lse, entropy) = (cat(|j| &j.lse), cat(|j| &j.entropy));
+            let dl: Vec<f32> = dlogp.iter().flatten().copied().collect();
+            let de: Vec<f32> = match dentropy {
+                Some(de) => de.iter().flatten().copied().collect(),
+                None => vec![0.0; n],
             };
             let mut dh = vec![0.0; n * h];
             // lm_head is read from the weights while its gradient accumulates in `grads`.
             logprob_bwd(
                 &mut dh,
                 g(grads, lm_off, v * h),
-                &dlogp[j],
-                de,
+                &dl,
+                &de,
                 &hidden,
                 self.w(lm_off, v * h),
-                &job.targets,
-                &job.lse,
-                &job.entropy,
+                &targets,
+                &lse,
+                &entropy,
                 n,
                 h,
                 v,
                 acts.opts.vocab_chunk.clamp(1, v),
             )?;
-            for (i, &r) in job.rows.iter().enumerate() {
-                for (a, b) in dxf[r * h..(r + 1) * h]
-                    .iter_mut()
-                    .zip(&dh[i * h..(i + 1) * h])
-                {
+            let rows = acts.jobs.iter().flat_map(|j| &j.rows);
+            for (&r, dhr) in rows.zip(dh.chunks_exact(h)) {
+                for (a, b) in dxf[r * h..(r + 1) * h].iter_mut().zip(dhr) {
                     *a += b;
                 }
             }

@@ -467,11 +467,13 @@ impl Model {
         Ok(acts)
     }
 
-    /// Gathers the hidden rows of `job` into `[n, H]`.
-    pub(crate) fn gather_rows(&self, acts: &BatchActs, job: &Job) -> Vec<f32> {
+    /// Gathers the hidden rows of all `jobs`, in order, into one `[Σn, H]` block (so the fused
+    /// log-prob streams `lm_head` once per block of rows instead of once per sequence).
+    pub(crate) fn gather_all_rows(&self, acts: &BatchActs, jobs: &[Job]) -> Vec<f32> {
         let h = self.config.hidden_size;
-        let mut out = Vec::with_capacity(job.rows.len() * h);
-        for &r in &job.rows {
+        let n: usize = jobs.iter().map(|j| j.rows.len()).sum();
+        let mut out = Vec::with_capacity(n * h);
+        for &r in jobs.iter().flat_map(|j| &j.rows) {
             out.extend_from_slice(&acts.xf[r * h..(r + 1) * h]);
         }
         out
@@ -480,28 +482,35 @@ impl Model {
     fn run_jobs(&self, acts: &BatchActs, jobs: &mut [Job], chunk: usize) -> Result<ForwardOutput> {
         let (h, v) = (self.config.hidden_size, self.config.vocab_size);
         let lm_head = self.w(self.layout.lm_head, v * h);
+        let n: usize = jobs.iter().map(|j| j.targets.len()).sum();
+        let hidden = self.gather_all_rows(acts, jobs);
+        let targets: Vec<u32> = jobs
+            .iter()
+            .flat_map(|j| j.targets.iter().copied())
+            .collect();
+        let (mut logp, mut entropy, mut lse) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+        if n > 0 {
+            logprob_fwd(
+                &mut logp,
+                &mut entropy,
+                &mut lse,
+                &hidden,
+                lm_head,
+                &targets,
+                n,
+                h,
+                v,
+                chunk.clamp(1, v),
+            )?;
+        }
         let mut out = ForwardOutput::default();
+        let mut i = 0;
         for job in jobs.iter_mut() {
-            let n = job.targets.len();
-            let hidden = self.gather_rows(acts, job);
-            let mut logp = vec![0.0; n];
-            job.entropy = vec![0.0; n];
-            job.lse = vec![0.0; n];
-            if n > 0 {
-                logprob_fwd(
-                    &mut logp,
-                    &mut job.entropy,
-                    &mut job.lse,
-                    &hidden,
-                    lm_head,
-                    &job.targets,
-                    n,
-                    h,
-                    v,
-                    chunk.clamp(1, v),
-                )?;
-            }
-            out.logprobs.push(logp);
+            let r = i..i + job.targets.len();
+            i = r.end;
+            job.entropy = entropy[r.clone()].to_vec();
+            job.lse = lse[r.clone()].to_vec();
+            out.logprobs.push(logp[r].to_vec());
             out.entropy.push(job.entropy.clone());
         }
         Ok(out)
