@@ -139,6 +139,25 @@ pub struct SftSection {
     /// TON thought dropout: probability of replacing the scratchpad by an empty one.
     #[serde(default)]
     pub thought_dropout: f64,
+    /// Stop the warm start early once greedy accuracy on a check set drawn from the
+    /// *training* distribution (never the held-out eval set) reaches this value: SFT to a
+    /// chosen level of partial competence, independent of how fast a seed learns.
+    /// `steps` stays the upper bound. Off when absent.
+    #[serde(default)]
+    pub stop_at_accuracy: Option<f64>,
+    /// Steps between two checks of `stop_at_accuracy`.
+    #[serde(default = "fifty")]
+    pub check_every: usize,
+    /// Prompts in the check set.
+    #[serde(default = "two_hundred")]
+    pub check_size: usize,
+}
+
+fn fifty() -> usize {
+    50
+}
+fn two_hundred() -> usize {
+    200
 }
 
 /// The GRPO stage.
@@ -421,6 +440,22 @@ impl RunConfigFile {
             && !(0.0..1.0).contains(&sft.thought_dropout)
         {
             return Err(err("sft.thought_dropout", "must be in [0, 1)".into()));
+        }
+        if let Some(sft) = &self.sft
+            && let Some(a) = sft.stop_at_accuracy
+        {
+            if !(a > 0.0 && a <= 1.0) {
+                return Err(err(
+                    "sft.stop_at_accuracy",
+                    format!("must be in (0, 1], got {a}"),
+                ));
+            }
+            if sft.check_every == 0 || sft.check_size == 0 {
+                return Err(err(
+                    "sft.check_every / sft.check_size",
+                    "must be > 0 when sft.stop_at_accuracy is set".into(),
+                ));
+            }
         }
         self.algorithm.advantage.validate()?;
         self.algorithm.loss.validate_params()?;

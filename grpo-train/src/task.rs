@@ -199,6 +199,36 @@ impl TaskSource {
         }
     }
 
+    /// `n` instances from the *training* distribution, drawn from their own seeded stream
+    /// (the data cursor does not move) and never from the held-out set: what SFT's
+    /// `stop_at_accuracy` checks against, so the reported held-out accuracy is never used to
+    /// make a training decision. Deterministic per seed.
+    pub fn check_set(&self, n: usize) -> Vec<TaskInstance> {
+        let mut out = Vec::with_capacity(n);
+        let mut k = 0u64;
+        let tries = 100 * (n as u64 + 1);
+        while out.len() < n && k < tries {
+            let inst = match &self.kind {
+                Kind::Arithmetic { .. } => {
+                    self.arith_instance(derive_seed(self.seed, "check", &[k]))
+                }
+                Kind::Dataset { train, .. } => {
+                    let len = train.len().max(1) as u64;
+                    if k >= len {
+                        break;
+                    }
+                    let j = permute(k, len, derive_seed(self.seed, "check", &[]));
+                    train[j as usize].clone()
+                }
+            };
+            k += 1;
+            if !self.eval_prompts.contains(&inst.prompt) {
+                out.push(inst);
+            }
+        }
+        out
+    }
+
     /// The held-out instances.
     pub fn eval_set(&self) -> &[TaskInstance] {
         &self.eval
@@ -292,6 +322,19 @@ mod tests {
             assert_eq!(b.train_instance(cursor).0, inst);
             cursor = next;
         }
+    }
+
+    #[test]
+    fn check_set_is_training_distribution_and_disjoint_from_eval() {
+        let a = TaskSource::new(&section(), 7).unwrap();
+        let c = a.check_set(40);
+        assert_eq!(c.len(), 40);
+        assert_eq!(c, TaskSource::new(&section(), 7).unwrap().check_set(40));
+        assert!(c.iter().all(|i| !a.eval_prompts.contains(&i.prompt)));
+        // Its own stream: not simply the first training instances.
+        let (first, _) = a.train_instance(0);
+        assert_ne!(c[0], first);
+        assert_ne!(c, TaskSource::new(&section(), 8).unwrap().check_set(40));
     }
 
     #[test]

@@ -162,6 +162,21 @@ pub fn train(cfg: RunConfigFile, opts: &TrainOptions) -> Result<RunSummary> {
             );
             run.metrics.write(rec)?;
             let s = run.state.step;
+            if let Some(target) = sft.stop_at_accuracy
+                && s % sft.check_every == 0
+                && s < sft.steps
+            {
+                let acc = run.sft_check(sft.check_size)?;
+                if acc >= target {
+                    bar.println(&format!(
+                        "SFT check at step {s}: accuracy {:.1}% on training-distribution \
+                         prompts reached sft.stop_at_accuracy = {:.1}%: warm start done",
+                        100.0 * acc,
+                        100.0 * target
+                    ));
+                    break;
+                }
+            }
             if cfg.checkpoint.sft_every > 0 && s % cfg.checkpoint.sft_every == 0 && s < sft.steps {
                 run.save_checkpoint()?;
             }
@@ -459,6 +474,29 @@ impl<'c> Run<'c> {
         rec.insert("tokens".into(), n_tok.into());
         rec.insert("time/step".into(), num(t0.elapsed().as_secs_f64()));
         Ok(rec)
+    }
+
+    /// Greedy accuracy on `n` check prompts from the training distribution (for
+    /// `sft.stop_at_accuracy`); writes a `sft/check_accuracy` record.
+    fn sft_check(&mut self, n: usize) -> Result<f64> {
+        let t0 = Instant::now();
+        let insts = self.task.check_set(n);
+        let ctx = EvalContext {
+            cfg: self.cfg,
+            model: &self.model,
+            tok: &self.tok,
+            task: &self.task,
+            stop_ids: &self.stop_ids,
+        };
+        let (acc, _) = ctx.greedy(&insts, "sft-check", self.state.step)?;
+        let mut rec = Record::new();
+        rec.insert("step".into(), self.state.step.into());
+        rec.insert("stage".into(), "sft".into());
+        rec.insert("sft/check_accuracy".into(), num(acc));
+        rec.insert("sft/check_prompts".into(), insts.len().into());
+        rec.insert("time/check".into(), num(t0.elapsed().as_secs_f64()));
+        self.metrics.write(rec)?;
+        Ok(acc)
     }
 
     /// Greedy accuracy and pass@k on the held-out set; writes an eval record.
@@ -813,17 +851,14 @@ impl EvalContext<'_> {
         Ok((out, stats))
     }
 
-    /// Greedy accuracy and pass@k (k samples at the rollout temperature) on
-    /// the first `eval.num_prompts` held-out instances.
-    fn run(&self, step: usize) -> Result<EvalDetail> {
-        let n = self.cfg.eval.num_prompts.min(self.task.eval_set().len());
-        let insts: Vec<TaskInstance> = self.task.eval_set()[..n].to_vec();
+    /// Greedy decoding of `insts`: (accuracy, format rate).
+    fn greedy(&self, insts: &[TaskInstance], label: &str, step: usize) -> Result<(f64, f64)> {
         let prompts: Vec<Vec<u32>> = insts
             .iter()
             .map(|i| Ok(self.tok.encode(&i.prompt, false)?))
             .collect::<Result<_>>()?;
         let greedy = SamplingParams::greedy(self.cfg.rollout.max_new_tokens);
-        let (outs, _) = self.generate(&prompts, &greedy, "eval-greedy", step)?;
+        let (outs, _) = self.generate(&prompts, &greedy, label, step)?;
         let mut correct = 0.0;
         let mut format = 0.0;
         for (inst, comps) in insts.iter().zip(&outs) {
@@ -833,7 +868,20 @@ impl EvalContext<'_> {
                 format += s.format;
             }
         }
-        let accuracy = correct / n.max(1) as f64;
+        let n = insts.len().max(1) as f64;
+        Ok((correct / n, format / n))
+    }
+
+    /// Greedy accuracy and pass@k (k samples at the rollout temperature) on
+    /// the first `eval.num_prompts` held-out instances.
+    fn run(&self, step: usize) -> Result<EvalDetail> {
+        let n = self.cfg.eval.num_prompts.min(self.task.eval_set().len());
+        let insts: Vec<TaskInstance> = self.task.eval_set()[..n].to_vec();
+        let prompts: Vec<Vec<u32>> = insts
+            .iter()
+            .map(|i| Ok(self.tok.encode(&i.prompt, false)?))
+            .collect::<Result<_>>()?;
+        let (accuracy, format) = self.greedy(&insts, "eval-greedy", step)?;
         let k = self.cfg.eval.pass_k;
         let pass_at_k = if k > 0 {
             let ro = &self.cfg.rollout;
@@ -859,7 +907,7 @@ impl EvalContext<'_> {
                 accuracy,
                 pass_at_k,
             },
-            format: format / n.max(1) as f64,
+            format,
             prompts: n,
         })
     }
