@@ -1,7 +1,12 @@
-//! Dataset loaders: JSONL task files (GSM8K, MATH, code-contest, HumanEval and
-//! BFCL-style records) mapped to [`TaskRecord`]s by a [`ColumnMap`], and a
-//! resumable, seeded [`Cursor`] that visits every record once per epoch in a
-//! seeded order.
+//! Dataset loaders: JSONL and (with the `parquet` feature) Parquet task files
+//! (GSM8K, MATH, code-contest, HumanEval and BFCL-style records) mapped to
+//! [`TaskRecord`]s by one [`ColumnMap`], and a resumable, seeded [`Cursor`] that
+//! visits every record once per epoch in a seeded order.
+//!
+//! Both formats produce a `serde_json` object per row and share the mapping
+//! code, so a Parquet row and the JSONL line it was converted from give the
+//! same record (ids default to `line-N` for JSONL and `row-N` for Parquet when
+//! the map names no id column).
 
 use std::io::BufRead;
 use std::path::Path;
@@ -12,6 +17,11 @@ use serde_json::Value;
 
 use crate::error::{EnvError, Result};
 use crate::seed::{derive_seed, rng};
+
+#[cfg(feature = "parquet")]
+mod parquet;
+#[cfg(feature = "parquet")]
+pub use parquet::{field_to_json, load_parquet};
 
 /// One task: an id, the prompt text, the gold answer and any extra fields
 /// (tests, entry point, tool schemas…).
@@ -163,23 +173,43 @@ fn as_text(v: &Value) -> String {
     }
 }
 
-/// Maps one parsed JSON object to a record; `line` is 1-based.
+/// Maps one parsed JSON object to a record; `line` is 1-based. Without an id
+/// column the id is `line-N`.
 pub fn map_record(v: &Value, map: &ColumnMap, path: &str, line: usize) -> Result<TaskRecord> {
-    let bad = |field: &str, reason: &str| EnvError::BadRecord {
+    map_fields(v, map, || format!("line-{line}")).map_err(|(field, reason)| EnvError::BadRecord {
         path: path.to_string(),
         line,
-        field: field.to_string(),
-        reason: reason.to_string(),
-    };
+        field,
+        reason,
+    })
+}
+
+/// The column mapping shared by every file format: `Err((column, reason))`.
+pub(crate) fn map_fields(
+    v: &Value,
+    map: &ColumnMap,
+    default_id: impl FnOnce() -> String,
+) -> std::result::Result<TaskRecord, (String, String)> {
+    let bad = |field: &str, reason: &str| (field.to_string(), reason.to_string());
     let obj = v
         .as_object()
         .ok_or_else(|| bad("<record>", "not a JSON object"))?;
     let get = |f: &str| obj.get(f).ok_or_else(|| bad(f, "missing"));
-    let prompt = get(&map.prompt)?
-        .as_str()
-        .ok_or_else(|| bad(&map.prompt, "not a string"))?
-        .to_string();
-    let raw = as_text(get(&map.answer)?);
+    let prompt = match get(&map.prompt)? {
+        Value::String(s) => s.clone(),
+        Value::Null => return Err(bad(&map.prompt, "null, not a string")),
+        other => {
+            return Err(bad(
+                &map.prompt,
+                &format!("not a string (found {})", json_kind(other)),
+            ));
+        }
+    };
+    let answer_value = get(&map.answer)?;
+    if answer_value.is_null() {
+        return Err(bad(&map.answer, "null (no gold answer)"));
+    }
+    let raw = as_text(answer_value);
     let answer = match map.extract {
         AnswerExtract::Raw => raw,
         AnswerExtract::Gsm8k => raw
@@ -192,7 +222,7 @@ pub fn map_record(v: &Value, map: &ColumnMap, path: &str, line: usize) -> Result
     };
     let id = match &map.id {
         Some(c) => as_text(get(c)?),
-        None => format!("line-{line}"),
+        None => default_id(),
     };
     let mut extra = serde_json::Map::new();
     for c in &map.extra {
@@ -204,6 +234,17 @@ pub fn map_record(v: &Value, map: &ColumnMap, path: &str, line: usize) -> Result
         answer,
         extra,
     })
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// Reads a JSONL file (blank lines skipped); errors name the file, line and field.
@@ -235,20 +276,47 @@ pub fn load_jsonl(path: impl AsRef<Path>, map: &ColumnMap) -> Result<Vec<TaskRec
     Ok(out)
 }
 
-/// Loads a task file by extension (`.jsonl`; `.parquet` is not supported in this build).
+/// Loads a task file: `.parquet` (or any file starting with the Parquet magic
+/// `PAR1`) through [`load_parquet`] when the `parquet` feature is on, everything
+/// else as JSONL. Both formats go through the same [`ColumnMap`].
 pub fn load_tasks(path: impl AsRef<Path>, map: &ColumnMap) -> Result<Vec<TaskRecord>> {
     let p = path.as_ref();
-    match p.extension().and_then(|e| e.to_str()) {
-        Some("jsonl") | Some("json") => load_jsonl(p, map),
-        Some("parquet") => Err(EnvError::param(
-            "path",
-            format!(
-                "{}: Parquet task files are not supported by this build; convert to JSONL",
-                p.display()
-            ),
-        )),
-        _ => load_jsonl(p, map),
+    let is_parquet = match p.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("parquet") => true,
+        Some(e) if e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("json") => false,
+        _ => starts_with_parquet_magic(p),
+    };
+    if is_parquet {
+        load_parquet_file(p, map)
+    } else {
+        load_jsonl(p, map)
     }
+}
+
+fn starts_with_parquet_magic(p: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 4];
+    std::fs::File::open(p)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map(|()| &head == b"PAR1")
+        .unwrap_or(false)
+}
+
+#[cfg(feature = "parquet")]
+fn load_parquet_file(p: &Path, map: &ColumnMap) -> Result<Vec<TaskRecord>> {
+    load_parquet(p, map)
+}
+
+#[cfg(not(feature = "parquet"))]
+fn load_parquet_file(p: &Path, _map: &ColumnMap) -> Result<Vec<TaskRecord>> {
+    Err(EnvError::param(
+        "path",
+        format!(
+            "{}: Parquet task files need grpo-envs built with the `parquet` feature \
+             (the `grpo` CLI has it); or convert the file to JSONL",
+            p.display()
+        ),
+    ))
 }
 
 /// A resumable, seeded cursor over `len` records: each epoch visits every index
@@ -337,6 +405,36 @@ mod tests {
         );
         assert_eq!(last_boxed("none"), None);
         assert_eq!(last_boxed(r"\boxed{open"), None);
+    }
+
+    #[cfg(not(feature = "parquet"))]
+    #[test]
+    fn parquet_without_the_feature_names_the_feature() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.parquet");
+        std::fs::write(&p, b"PAR1").unwrap();
+        let err = load_tasks(&p, &ColumnMap::gsm8k()).unwrap_err().to_string();
+        assert!(
+            err.contains("t.parquet") && err.contains("`parquet` feature"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn null_and_non_string_prompts_are_named() {
+        let map = ColumnMap::gsm8k();
+        let v = serde_json::json!({"question": null, "answer": "#### 1"});
+        let err = map_record(&v, &map, "f", 2).unwrap_err().to_string();
+        assert!(
+            err.contains("f:2") && err.contains("`question`") && err.contains("null"),
+            "{err}"
+        );
+        let v = serde_json::json!({"question": [1], "answer": "#### 1"});
+        let err = map_record(&v, &map, "f", 3).unwrap_err().to_string();
+        assert!(err.contains("a list"), "{err}");
+        let v = serde_json::json!({"question": "q", "answer": null});
+        let err = map_record(&v, &map, "f", 4).unwrap_err().to_string();
+        assert!(err.contains("`answer`") && err.contains("null"), "{err}");
     }
 
     #[test]

@@ -28,6 +28,50 @@ pub enum EnvError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A row of a columnar task file (Parquet) is malformed.
+    #[error("{path}: row {row}: column `{column}`: {reason}")]
+    BadRow {
+        /// The file being read.
+        path: String,
+        /// 1-based row number (across row groups).
+        row: usize,
+        /// The offending column.
+        column: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A column named in the column map is not in the file.
+    #[error("{path}: no column `{column}` for `{role}` (the file has: {available})")]
+    MissingColumn {
+        /// The file being read.
+        path: String,
+        /// The missing column.
+        column: String,
+        /// What the map uses it for (`prompt`, `answer`, `id`, `extra`).
+        role: String,
+        /// The file's top-level columns, comma-separated.
+        available: String,
+    },
+    /// A column has a type the map cannot use (e.g. a non-string prompt column).
+    #[error("{path}: column `{column}` is {found}; {expected}")]
+    ColumnType {
+        /// The file being read.
+        path: String,
+        /// The offending column.
+        column: String,
+        /// Its type in the file.
+        found: String,
+        /// What was expected.
+        expected: String,
+    },
+    /// A file cannot be decoded at all (corrupt, truncated, not the expected format).
+    #[error("{path}: {reason}")]
+    BadFile {
+        /// The file being read.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A generator could not build an instance for this seed.
     #[error("environment `{env}` could not generate an instance for seed {seed}: {reason}")]
     Generation {

@@ -4,4 +4,6 @@ mod common;
 mod dataset;
 mod envs;
 mod games;
+#[cfg(feature = "parquet")]
+mod parquet;
 mod runner;
