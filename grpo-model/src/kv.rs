@@ -1,16 +1,22 @@
-//! KV cache and incremental forward for the generation engine.
+//! KV caches and incremental forward for the generation engine.
 //!
-//! [`KvCache`] holds one sequence's keys (after QK-norm and RoPE) and values for every layer,
-//! each `[len, Hkv, D]` contiguous, exactly what the attention op reads. Allocation policy
-//! (paging, prefix sharing) belongs to grpo-rollout: sharing a prompt across G samples is
-//! `cache.clone()` after prefill, and [`KvCache::truncate`] rolls back.
+//! Two storage forms, with keys (after QK-norm and RoPE) and values of every layer:
 //!
-//! - [`Model::forward_step_hidden`] / [`Model::forward_step`]: run `T >= 1` new tokens of one
-//!   sequence (prefill or a decode step) at positions `cache.len()..`, append their keys and
-//!   values, and return the final-norm hidden states `[T, H]` / the last position's logits `[V]`.
-//! - [`Model::decode_step`]: one new token for each of `B` sequences at once (the projections
-//!   and MLP run as `[B, ·]` matrix products; attention per sequence over its own cache);
-//!   returns logits `[B, V]`.
+//! - [`KvCache`]: one sequence, per layer `[len, Hkv, D]` contiguous. Sharing a prompt across
+//!   G samples is `cache.clone()` after prefill; [`KvCache::truncate`] rolls back.
+//!   - [`Model::forward_step_hidden`] / [`Model::forward_step`]: run `T >= 1` new tokens at
+//!     positions `cache.len()..`, append their keys and values, and return the final-norm
+//!     hidden states `[T, H]` / the last position's logits `[V]`.
+//!   - [`Model::decode_step`]: one new token for each of `B` sequences at once (projections
+//!     and MLP as `[B, ·]` matrix products; attention per sequence); logits `[B, V]`.
+//! - [`KvPool`]: paged storage in fixed-size blocks shared by many sequences; a sequence is a
+//!   block table ([`PagedSeq`]), so sequences can share blocks (a prompt's G samples) and
+//!   memory is reused block by block. Which blocks are free, shared or copied on write is the
+//!   caller's policy (grpo-rollout's block manager).
+//!   - [`Model::prefill_paged`]: prefill or continuation of several sequences, rows stacked
+//!     through the layers (context gathered from the blocks); last-position logits `[n, V]`.
+//!   - [`Model::decode_paged`]: one token per sequence; attention reads keys/values straight
+//!     from the block tables (parallel over rows); logits `[B, V]`.
 //! - [`Model::logits`]: `[n, H]` hidden states → `[n, V]` logits.
 
 use grpo_kernels::ops::attention::attention_fwd;
@@ -188,7 +194,7 @@ impl Model {
     /// [`Model::forward_step`] on each sequence, but the matrix products run batched.
     pub fn decode_step(&self, caches: &mut [&mut KvCache], tokens: &[u32]) -> Result<Vec<f32>> {
         let c = &self.config;
-        let (h, qd, kvd, inter) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
+        let (qd, kvd) = (c.q_dim(), c.kv_dim());
         let (hq, hkv, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
         let b = tokens.len();
         if caches.len() != b {
@@ -209,8 +215,51 @@ impl Model {
             )?;
         }
         let positions: Vec<usize> = caches.iter().map(|c| c.len).collect();
-        let eps = c.rms_norm_eps;
         let scale = 1.0 / (d as f32).sqrt();
+        let mut lse = vec![0.0; hq];
+        let logits = self.decode_rows(tokens, &positions, |l, q, k, v, att| {
+            for (i, cache) in caches.iter_mut().enumerate() {
+                cache.append(l, &k[i * kvd..(i + 1) * kvd], &v[i * kvd..(i + 1) * kvd]);
+                let tk = positions[i] + 1;
+                let (ck, cv) = cache.layer(l);
+                attention_fwd(
+                    &mut att[i * qd..(i + 1) * qd],
+                    &mut lse,
+                    &q[i * qd..(i + 1) * qd],
+                    ck,
+                    cv,
+                    1,
+                    tk,
+                    hq,
+                    hkv,
+                    d,
+                    tk - 1,
+                    scale,
+                )?;
+            }
+            Ok(())
+        })?;
+        for cache in caches.iter_mut() {
+            cache.len += 1;
+        }
+        Ok(logits)
+    }
+
+    /// The row-wise part of one decode step for `B` rows at `positions`: embedding, then per
+    /// layer the norms, projections (`[B, ·]` matrix products), QK-norm and RoPE, with
+    /// attention delegated to `attend(layer, q [B, Hq·D], k [B, Hkv·D], v [B, Hkv·D], out
+    /// [B, Hq·D])`, which also stores the new keys/values; returns logits `[B, V]`.
+    fn decode_rows(
+        &self,
+        tokens: &[u32],
+        positions: &[usize],
+        mut attend: impl FnMut(usize, &[f32], &[f32], &[f32], &mut [f32]) -> Result<()>,
+    ) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let (h, qd, kvd, inter) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
+        let (hq, hkv, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let b = tokens.len();
+        let eps = c.rms_norm_eps;
         let mut x = vec![0.0; b * h];
         embedding_fwd(
             &mut x,
@@ -220,12 +269,17 @@ impl Model {
         )?;
         let mut xn = vec![0.0; b * h];
         let mut rstd = vec![0.0; b];
+        let mut q = vec![0.0; b * qd];
+        let mut k = vec![0.0; b * kvd];
+        let mut v = vec![0.0; b * kvd];
+        let mut att = vec![0.0; b * qd];
+        let mut o = vec![0.0; b * h];
+        let mut gate = vec![0.0; b * inter];
+        let mut up = vec![0.0; b * inter];
+        let mut act = vec![0.0; b * inter];
         for l in 0..c.num_layers {
             let lo = self.layout.layers[l];
             rmsnorm_fwd(&mut xn, &mut rstd, &x, self.w(lo.input_norm, h), b, h, eps)?;
-            let mut q = vec![0.0; b * qd];
-            let mut k = vec![0.0; b * kvd];
-            let mut v = vec![0.0; b * kvd];
             linear(&mut q, &xn, self.w(lo.q, qd * h), b, h, qd)?;
             linear(&mut k, &xn, self.w(lo.k, kvd * h), b, h, kvd)?;
             linear(&mut v, &xn, self.w(lo.v, kvd * h), b, h, kvd)?;
@@ -248,44 +302,17 @@ impl Model {
                 q = qo;
                 k = ko;
             }
-            rope_fwd(&mut q, &positions, hq, d, &self.rope)?;
-            rope_fwd(&mut k, &positions, hkv, d, &self.rope)?;
-            let mut att = vec![0.0; b * qd];
-            let mut lse = vec![0.0; hq];
-            for (i, cache) in caches.iter_mut().enumerate() {
-                cache.append(l, &k[i * kvd..(i + 1) * kvd], &v[i * kvd..(i + 1) * kvd]);
-                let tk = positions[i] + 1;
-                let (ck, cv) = cache.layer(l);
-                attention_fwd(
-                    &mut att[i * qd..(i + 1) * qd],
-                    &mut lse,
-                    &q[i * qd..(i + 1) * qd],
-                    ck,
-                    cv,
-                    1,
-                    tk,
-                    hq,
-                    hkv,
-                    d,
-                    tk - 1,
-                    scale,
-                )?;
-            }
-            let mut o = vec![0.0; b * h];
+            rope_fwd(&mut q, positions, hq, d, &self.rope)?;
+            rope_fwd(&mut k, positions, hkv, d, &self.rope)?;
+            attend(l, &q, &k, &v, &mut att)?;
             linear(&mut o, &att, self.w(lo.o, h * qd), b, qd, h)?;
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
             rmsnorm_fwd(&mut xn, &mut rstd, &x, self.w(lo.post_norm, h), b, h, eps)?;
-            let mut gate = vec![0.0; b * inter];
-            let mut up = vec![0.0; b * inter];
             linear(&mut gate, &xn, self.w(lo.gate, inter * h), b, h, inter)?;
             linear(&mut up, &xn, self.w(lo.up, inter * h), b, h, inter)?;
-            let mut act = vec![0.0; b * inter];
             swiglu_fwd(&mut act, &gate, &up)?;
             linear(&mut o, &act, self.w(lo.down, h * inter), b, inter, h)?;
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
-        }
-        for cache in caches.iter_mut() {
-            cache.len += 1;
         }
         rmsnorm_fwd(
             &mut xn,
@@ -297,5 +324,346 @@ impl Model {
             eps,
         )?;
         self.logits(&xn, b)
+    }
+}
+
+/// Paged key/value storage: fixed-size blocks of `block_size` positions, one key and one
+/// value buffer per layer, each `[num_blocks, block_size, Hkv·D]`.
+///
+/// A sequence's cache is a *block table* (the ids of its blocks in position order):
+/// position `p` lives in block `table[p / block_size]`, slot `p % block_size`. The pool
+/// only stores; which blocks are free, shared or copied on write is decided by the caller
+/// (grpo-rollout's block manager). Storage grows on demand with [`KvPool::ensure_blocks`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvPool {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    block_size: usize,
+    kv_dim: usize,
+    num_blocks: usize,
+}
+
+/// One sequence's view of a [`KvPool`] in a paged forward: its block table and the tokens
+/// to run at positions `pos0..pos0 + tokens.len()` (attending to the `pos0` cached ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PagedSeq<'a> {
+    /// Block ids covering at least `pos0 + tokens.len()` positions.
+    pub blocks: &'a [u32],
+    /// Positions already cached (= position of the first new token).
+    pub pos0: usize,
+    /// New tokens (at least one).
+    pub tokens: &'a [u32],
+}
+
+impl KvPool {
+    /// An empty pool for `config` with blocks of `block_size` positions (at least 1).
+    pub fn new(config: &ModelConfig, block_size: usize) -> Self {
+        KvPool {
+            k: vec![Vec::new(); config.num_layers],
+            v: vec![Vec::new(); config.num_layers],
+            block_size: block_size.max(1),
+            kv_dim: config.kv_dim(),
+            num_blocks: 0,
+        }
+    }
+
+    /// Positions per block.
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    /// Blocks allocated so far.
+    pub fn num_blocks(&self) -> usize {
+        self.num_blocks
+    }
+
+    /// Bytes of one block (keys and values of every layer, f32).
+    pub fn block_bytes(&self) -> usize {
+        2 * self.k.len() * self.block_size * self.kv_dim * 4
+    }
+
+    /// Grows the storage to hold at least `blocks` blocks (new blocks are zeroed).
+    pub fn ensure_blocks(&mut self, blocks: usize) {
+        if blocks > self.num_blocks {
+            let n = blocks * self.block_size * self.kv_dim;
+            for x in self.k.iter_mut().chain(&mut self.v) {
+                x.resize(n, 0.0);
+            }
+            self.num_blocks = blocks;
+        }
+    }
+
+    /// Copies the first `positions` slots of block `src` into block `dst` in every layer
+    /// (copy-on-write of a shared, partly filled block).
+    pub fn copy_block(&mut self, src: u32, dst: u32, positions: usize) -> Result<()> {
+        let (src, dst) = (src as usize, dst as usize);
+        if src >= self.num_blocks || dst >= self.num_blocks || positions > self.block_size {
+            return Err(Error::InvalidInput(format!(
+                "KvPool::copy_block: block {src} -> {dst} ({positions} positions) outside a \
+                 pool of {} blocks of {}",
+                self.num_blocks, self.block_size
+            )));
+        }
+        let stride = self.block_size * self.kv_dim;
+        let n = positions * self.kv_dim;
+        for x in self.k.iter_mut().chain(&mut self.v) {
+            x.copy_within(src * stride..src * stride + n, dst * stride);
+        }
+        Ok(())
+    }
+
+    /// Keys and values of positions `0..len` of a sequence at `layer`, gathered into
+    /// contiguous `[len, Hkv·D]` buffers.
+    pub fn gather(&self, layer: usize, blocks: &[u32], len: usize) -> (Vec<f32>, Vec<f32>) {
+        let kvd = self.kv_dim;
+        let mut k = Vec::with_capacity(len * kvd);
+        let mut v = Vec::with_capacity(len * kvd);
+        for (i, &b) in blocks.iter().enumerate() {
+            let p0 = i * self.block_size;
+            if p0 >= len {
+                break;
+            }
+            let n = (len - p0).min(self.block_size) * kvd;
+            let off = b as usize * self.block_size * kvd;
+            k.extend_from_slice(&self.k[layer][off..off + n]);
+            v.extend_from_slice(&self.v[layer][off..off + n]);
+        }
+        (k, v)
+    }
+
+    /// Offset of position `pos`'s row in a layer buffer.
+    fn slot(&self, blocks: &[u32], pos: usize) -> usize {
+        (blocks[pos / self.block_size] as usize * self.block_size + pos % self.block_size)
+            * self.kv_dim
+    }
+
+    /// Writes rows `[n, Hkv·D]` of keys and values at positions `pos0..pos0 + n`.
+    fn write(&mut self, layer: usize, blocks: &[u32], pos0: usize, k: &[f32], v: &[f32]) {
+        let kvd = self.kv_dim;
+        for (i, (kr, vr)) in k.chunks(kvd).zip(v.chunks(kvd)).enumerate() {
+            let off = self.slot(blocks, pos0 + i);
+            self.k[layer][off..off + kvd].copy_from_slice(kr);
+            self.v[layer][off..off + kvd].copy_from_slice(vr);
+        }
+    }
+
+    /// One query row `q [Hq·D]` at position `pos` attending to positions `0..=pos` of a
+    /// sequence, read block by block; writes `out [Hq·D]`. `scores` is scratch space.
+    #[allow(clippy::too_many_arguments)]
+    fn attend_row(
+        &self,
+        layer: usize,
+        blocks: &[u32],
+        pos: usize,
+        q: &[f32],
+        out: &mut [f32],
+        heads: (usize, usize, usize),
+        scale: f32,
+        scores: &mut Vec<f32>,
+    ) {
+        let (hq, hkv, d) = heads;
+        let group = hq / hkv;
+        let kvd = self.kv_dim;
+        let bs = self.block_size;
+        let tk = pos + 1;
+        let (kl, vl) = (&self.k[layer], &self.v[layer]);
+        scores.clear();
+        scores.resize(tk, 0.0);
+        for h in 0..hq {
+            let g = h / group;
+            let qh = &q[h * d..(h + 1) * d];
+            let mut max = f32::NEG_INFINITY;
+            for (bi, &b) in blocks.iter().enumerate().take(tk.div_ceil(bs)) {
+                let p0 = bi * bs;
+                let base = b as usize * bs * kvd + g * d;
+                for j in 0..(tk - p0).min(bs) {
+                    let kr = &kl[base + j * kvd..base + j * kvd + d];
+                    let s = scale * qh.iter().zip(kr).map(|(a, b)| a * b).sum::<f32>();
+                    scores[p0 + j] = s;
+                    max = max.max(s);
+                }
+            }
+            let mut sum = 0.0f32;
+            for s in scores.iter_mut() {
+                *s = (*s - max).exp();
+                sum += *s;
+            }
+            let inv = 1.0 / sum;
+            let oh = &mut out[h * d..(h + 1) * d];
+            oh.fill(0.0);
+            for (bi, &b) in blocks.iter().enumerate().take(tk.div_ceil(bs)) {
+                let p0 = bi * bs;
+                let base = b as usize * bs * kvd + g * d;
+                for j in 0..(tk - p0).min(bs) {
+                    let w = scores[p0 + j] * inv;
+                    let vr = &vl[base + j * kvd..base + j * kvd + d];
+                    oh.iter_mut().zip(vr).for_each(|(o, v)| *o += w * v);
+                }
+            }
+        }
+    }
+}
+
+impl Model {
+    fn check_paged(&self, pool: &KvPool, seq: &PagedSeq<'_>, what: &str) -> Result<()> {
+        if pool.k.len() != self.config.num_layers || pool.kv_dim != self.config.kv_dim() {
+            return Err(Error::InvalidInput(format!(
+                "{what}: KV pool was built for another config"
+            )));
+        }
+        if seq.tokens.is_empty() {
+            return Err(Error::InvalidInput(format!("{what}: no tokens")));
+        }
+        let end = seq.pos0 + seq.tokens.len();
+        self.check_tokens(what, seq.tokens, end)?;
+        if seq.blocks.len() * pool.block_size < end {
+            return Err(Error::InvalidInput(format!(
+                "{what}: {} blocks of {} cannot hold {end} positions",
+                seq.blocks.len(),
+                pool.block_size
+            )));
+        }
+        if let Some(b) = seq.blocks.iter().find(|&&b| b as usize >= pool.num_blocks) {
+            return Err(Error::InvalidInput(format!(
+                "{what}: block {b} is outside a pool of {} blocks",
+                pool.num_blocks
+            )));
+        }
+        Ok(())
+    }
+
+    /// Prefill (or continuation) of several sequences over a paged cache: each sequence's
+    /// tokens run at positions `pos0..` attending to its `pos0` cached positions and to
+    /// themselves; their keys/values are written into its blocks. All sequences' rows run
+    /// through the layers stacked. Returns the logits `[seqs.len(), V]` of each sequence's
+    /// last new position. The blocks written must not be shared with another sequence.
+    pub fn prefill_paged(&self, pool: &mut KvPool, seqs: &[PagedSeq<'_>]) -> Result<Vec<f32>> {
+        let c = &self.config;
+        let h = c.hidden_size;
+        for (i, s) in seqs.iter().enumerate() {
+            self.check_paged(pool, s, &format!("prefill_paged sequence {i}"))?;
+        }
+        if seqs.is_empty() {
+            return Ok(vec![]);
+        }
+        let tokens: Vec<u32> = seqs.iter().flat_map(|s| s.tokens.iter().copied()).collect();
+        let n = tokens.len();
+        let mut x = vec![0.0; n * h];
+        embedding_fwd(
+            &mut x,
+            self.w(self.layout.embed, c.vocab_size * h),
+            &tokens,
+            h,
+        )?;
+        let kvd = c.kv_dim();
+        for l in 0..c.num_layers {
+            let ctx: Vec<(Vec<f32>, Vec<f32>)> = seqs
+                .iter()
+                .map(|s| pool.gather(l, s.blocks, s.pos0))
+                .collect();
+            let mut off = 0;
+            let spans: Vec<Span<'_>> = seqs
+                .iter()
+                .zip(&ctx)
+                .map(|(s, (ck, cv))| {
+                    let sp = Span {
+                        off,
+                        t: s.tokens.len(),
+                        pos0: s.pos0,
+                        ctx: if s.pos0 > 0 {
+                            Ctx::Ext(ck, cv)
+                        } else {
+                            Ctx::None
+                        },
+                    };
+                    off += s.tokens.len();
+                    sp
+                })
+                .collect();
+            let (a, out) = self.layer_fwd(l, &x, &spans)?;
+            for (s, sp) in seqs.iter().zip(&spans) {
+                let r = sp.off * kvd..(sp.off + sp.t) * kvd;
+                pool.write(l, s.blocks, s.pos0, &a.k[r.clone()], &a.v[r]);
+            }
+            x = out;
+        }
+        let mut last = Vec::with_capacity(seqs.len() * h);
+        let mut off = 0;
+        for s in seqs {
+            off += s.tokens.len();
+            last.extend_from_slice(&x[(off - 1) * h..off * h]);
+        }
+        let mut xf = vec![0.0; seqs.len() * h];
+        let mut rstd = vec![0.0; seqs.len()];
+        rmsnorm_fwd(
+            &mut xf,
+            &mut rstd,
+            &last,
+            self.w(self.layout.final_norm, h),
+            seqs.len(),
+            h,
+            c.rms_norm_eps,
+        )?;
+        self.logits(&xf, seqs.len())
+    }
+
+    /// One decode step over a paged cache: `seqs[b].tokens` is one token, written at
+    /// position `seqs[b].pos0`; attention reads each sequence's keys/values straight from
+    /// its block table (no gather). Row `b` does not depend on the other rows' contents.
+    /// Returns logits `[B, V]`. The block holding position `pos0` must not be shared.
+    pub fn decode_paged(&self, pool: &mut KvPool, seqs: &[PagedSeq<'_>]) -> Result<Vec<f32>> {
+        use rayon::prelude::*;
+        let c = &self.config;
+        let (qd, kvd) = (c.q_dim(), c.kv_dim());
+        let heads = (c.num_heads, c.num_kv_heads, c.head_dim);
+        for (i, s) in seqs.iter().enumerate() {
+            let what = format!("decode_paged row {i}");
+            self.check_paged(pool, s, &what)?;
+            if s.tokens.len() != 1 {
+                return Err(Error::InvalidInput(format!(
+                    "{what}: {} tokens, a decode step takes one",
+                    s.tokens.len()
+                )));
+            }
+        }
+        if seqs.is_empty() {
+            return Ok(vec![]);
+        }
+        let tokens: Vec<u32> = seqs.iter().map(|s| s.tokens[0]).collect();
+        let positions: Vec<usize> = seqs.iter().map(|s| s.pos0).collect();
+        let scale = 1.0 / (c.head_dim as f32).sqrt();
+        // Work per row grows with its context; split rows so small steps stay serial.
+        let work: usize = positions.iter().map(|p| (p + 1) * qd).sum();
+        self.decode_rows(&tokens, &positions, |l, q, k, v, att| {
+            for (i, s) in seqs.iter().enumerate() {
+                let r = i * kvd..(i + 1) * kvd;
+                pool.write(l, s.blocks, s.pos0, &k[r.clone()], &v[r]);
+            }
+            let pool = &*pool;
+            let row = |(i, out): (usize, &mut [f32]), scores: &mut Vec<f32>| {
+                let s = &seqs[i];
+                pool.attend_row(
+                    l,
+                    s.blocks,
+                    s.pos0,
+                    &q[i * qd..(i + 1) * qd],
+                    out,
+                    heads,
+                    scale,
+                    scores,
+                );
+            };
+            if work < 1 << 16 {
+                let mut scores = Vec::new();
+                att.chunks_mut(qd)
+                    .enumerate()
+                    .for_each(|x| row(x, &mut scores));
+            } else {
+                att.par_chunks_mut(qd)
+                    .enumerate()
+                    .for_each_init(Vec::new, |scores, x| row(x, scores));
+            }
+            Ok(())
+        })
     }
 }

@@ -1,56 +1,77 @@
-//! The generation engine: for each request, prefill the prompt once, fork
-//! the prompt's KV state into its `n` samples (prefix sharing), then decode
-//! all live sequences of all requests together (continuous batching: a
-//! finished sequence frees its slot and a waiting request starts).
+//! The generation engine: requests in, `n` completions per request out.
 //!
-//! Determinism: sample `j` of a request draws from ChaCha8 stream `j` of the
-//! request's seed, so its tokens depend only on the seed and the weights,
-//! provided the model's decode is batch-invariant (each row computed
-//! independently; [`Lm`] implementations must keep that promise).
+//! For each request the prompt is prefilled once into KV blocks that its `n` samples then
+//! share (reference counted; a partly filled last prompt block is copied on the first write
+//! of each sample, see [`crate::block`]). All live samples of all requests decode together;
+//! a finished sample frees its blocks and waiting requests start (continuous batching).
+//! `max_cached_tokens` is a budget of blocks: when it is spent the newest running sample is
+//! preempted and recomputed later, never failed (see [`crate::scheduler`]).
+//!
+//! Determinism: sample `j` of a request draws from ChaCha8 stream `j` of the request's
+//! seed, so its tokens depend only on the seed and the weights, provided the model computes
+//! each row of a batch independently ([`Lm`] implementations must keep that promise).
+//! Recomputation after preemption runs the transcript through prefill instead of decode,
+//! which for a real model agrees to float rounding (tokens equal in practice, log-probs to
+//! about 1e-6); for a model whose logits are exact the outputs are identical.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::{Result, RolloutError};
-use crate::params::{LogprobMode, SamplingParams};
-use crate::sampling::{SampleOut, sample_token};
-use crate::stop::{FinishReason, find_stop};
+pub use grpo_model::kv::PagedSeq;
 
-/// What the engine needs from a causal language model.
+use crate::error::{Result, RolloutError};
+use crate::params::SamplingParams;
+use crate::progress::Progress;
+use crate::scheduler::{Core, PREFILL_TOKENS, Seq};
+use crate::session::Sessions;
+use crate::stop::FinishReason;
+
+/// What the engine needs from a causal language model with a paged KV cache.
+///
+/// The model owns the block storage (`Pool`); the engine decides which blocks each
+/// sequence uses ([`PagedSeq::blocks`], `block_size` positions each) and never writes a
+/// block another sequence still reads.
 pub trait Lm {
-    /// The per-sequence key/value state.
-    type Cache;
+    /// Paged key/value storage.
+    type Pool;
     /// Vocabulary size (length of a logits row).
     fn vocab_size(&self) -> usize;
     /// Maximum sequence length (prompt + generated).
     fn max_positions(&self) -> usize;
     /// End-of-sequence token ids.
     fn eos_token_ids(&self) -> Vec<u32>;
-    /// An empty cache.
-    fn new_cache(&self) -> Self::Cache;
-    /// A cache that continues from `cache` (implementations share the
-    /// immutable prefix rather than copying it where they can).
-    fn fork(&self, cache: &Self::Cache) -> Self::Cache;
-    /// Tokens held by `cache`.
-    fn cache_len(&self, cache: &Self::Cache) -> usize;
-    /// Appends `tokens` and returns the logits of the last position, `[vocab]`.
-    fn extend(
+    /// Positions per KV block.
+    fn block_size(&self) -> usize {
+        16
+    }
+    /// An empty pool.
+    fn new_pool(&self) -> Self::Pool;
+    /// Grows `pool` to hold at least `blocks` blocks.
+    fn ensure_blocks(&self, pool: &mut Self::Pool, blocks: usize);
+    /// Copies the first `positions` slots of block `src` into block `dst`.
+    fn copy_block(
         &self,
-        cache: &mut Self::Cache,
-        tokens: &[u32],
+        pool: &mut Self::Pool,
+        src: u32,
+        dst: u32,
+        positions: usize,
+    ) -> std::result::Result<(), String>;
+    /// Runs each sequence's `tokens` at positions `pos0..` (attending to its cached
+    /// positions), stores their keys/values in its blocks and returns the logits of each
+    /// sequence's last new token, `[seqs.len(), vocab]`.
+    fn prefill(
+        &self,
+        pool: &mut Self::Pool,
+        seqs: &[PagedSeq<'_>],
     ) -> std::result::Result<Vec<f32>, String>;
-    /// One decode step: appends `tokens[i]` to `caches[i]` and returns the
-    /// logits `[caches.len(), vocab]`. Row `i` must not depend on the other rows.
+    /// One decode step: like [`Lm::prefill`] with exactly one token per sequence.
+    /// Row `i` must not depend on the other rows.
     fn decode(
         &self,
-        caches: &mut [&mut Self::Cache],
-        tokens: &[u32],
+        pool: &mut Self::Pool,
+        seqs: &[PagedSeq<'_>],
     ) -> std::result::Result<Vec<f32>, String> {
-        let mut out = Vec::with_capacity(tokens.len() * self.vocab_size());
-        for (c, &t) in caches.iter_mut().zip(tokens) {
-            out.extend(self.extend(c, &[t])?);
-        }
-        Ok(out)
+        self.prefill(pool, seqs)
     }
 }
 
@@ -89,10 +110,14 @@ pub struct Completion {
 /// Engine limits.
 #[derive(Debug, Clone, Copy)]
 pub struct EngineConfig {
-    /// Maximum live sequences decoded together.
+    /// Maximum live sequences decoded together (a request's `n` samples are admitted
+    /// together).
     pub max_batch: usize,
-    /// Budget of cached tokens over all live sequences; beyond it the newest
-    /// sequence is preempted (its cache dropped) and recomputed later.
+    /// Budget of cached tokens over all live sequences, counted in whole KV blocks
+    /// (`max_cached_tokens / block_size` blocks; storage grows on demand up to it). When a
+    /// sequence needs a block past it, the newest running sequence is preempted (its
+    /// blocks freed) and recomputed later; the oldest may exceed it so there is always
+    /// progress.
     pub max_cached_tokens: usize,
 }
 
@@ -122,21 +147,11 @@ pub struct GenerateStats {
     pub decode_secs: f64,
 }
 
-struct Live<C> {
-    request: usize,
-    cache: Option<C>,
-    rng: ChaCha8Rng,
-    ids: Vec<u32>,
-    lp_raw: Vec<f32>,
-    lp_proc: Vec<f32>,
-    logits: Vec<f32>,
-    text_len_checked: usize,
-}
-
 /// The generation engine over a model.
 pub struct Engine<'m, M: Lm> {
     model: &'m M,
     config: EngineConfig,
+    progress: bool,
 }
 
 /// Per-request outcome: `n` completions, or the request's error (other
@@ -144,9 +159,55 @@ pub struct Engine<'m, M: Lm> {
 pub type RequestResult = Result<Vec<Completion>>;
 
 impl<'m, M: Lm> Engine<'m, M> {
-    /// An engine over `model`.
+    /// An engine over `model` (progress display off).
     pub fn new(model: &'m M, config: EngineConfig) -> Self {
-        Self { model, config }
+        Self {
+            model,
+            config,
+            progress: false,
+        }
+    }
+
+    /// Shows a progress bar (generated tokens, prefill and decode tokens/s) on stderr
+    /// during [`Engine::generate`] when `on` and stderr is a terminal. Off by default, so
+    /// library callers stay quiet. (A builder rather than an [`EngineConfig`] field so
+    /// existing `EngineConfig { .. }` literals keep compiling.)
+    pub fn with_progress(mut self, on: bool) -> Self {
+        self.progress = on;
+        self
+    }
+
+    /// The model.
+    pub fn model(&self) -> &'m M {
+        self.model
+    }
+
+    /// The limits.
+    pub fn config(&self) -> EngineConfig {
+        self.config
+    }
+
+    /// A multi-turn session store over this engine's model (its own KV pool and budget).
+    pub fn sessions(&self) -> Sessions<'m, M> {
+        Sessions::new(self.model, self.config)
+    }
+
+    /// Checks a request against the model (parameters, prompt ids).
+    pub(crate) fn check_request(model: &M, r: usize, req: &Request) -> Result<()> {
+        let vocab = model.vocab_size();
+        req.params
+            .validate(r, req.prompt_ids.len(), model.max_positions())?;
+        if let Some(pos) = req.prompt_ids.iter().position(|&t| t as usize >= vocab) {
+            return Err(RolloutError::InvalidRequest {
+                request: r,
+                field: "prompt",
+                reason: format!(
+                    "token id {} at position {pos} is outside the vocabulary of {vocab}",
+                    req.prompt_ids[pos]
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Generates `n` samples for every request. A bad request yields an `Err`
@@ -158,239 +219,119 @@ impl<'m, M: Lm> Engine<'m, M> {
         stats: &mut GenerateStats,
     ) -> Vec<RequestResult> {
         let m = self.model;
-        let vocab = m.vocab_size();
-        let ctx = m.max_positions();
-        let eos = m.eos_token_ids();
+        let mut core = Core::new(m, self.config.max_batch, self.config.max_cached_tokens);
+        let bs = core.block_size;
         let mut results: Vec<Option<RequestResult>> = (0..requests.len()).map(|_| None).collect();
         let mut done: Vec<Vec<(usize, Completion)>> = vec![Vec::new(); requests.len()];
         let mut waiting: std::collections::VecDeque<usize> = (0..requests.len()).collect();
-        let mut live: Vec<(usize, Live<M::Cache>)> = Vec::new(); // (sample index, state)
+        let total: usize = requests
+            .iter()
+            .map(|r| r.params.n.saturating_mul(r.params.max_new_tokens))
+            .fold(0, usize::saturating_add);
+        let mut progress = if self.progress {
+            Progress::new(true, total as u64)
+        } else {
+            Progress::off()
+        };
 
         loop {
-            // Admit waiting requests while there is room (always admit one if idle).
-            while let Some(&r) = waiting.front() {
-                let need = requests[r].params.n;
-                if !live.is_empty() && live.len() + need > self.config.max_batch {
-                    break;
-                }
-                waiting.pop_front();
+            // Admit waiting requests while slots and blocks allow (always one when idle);
+            // preempted samples go first.
+            let mut batch: Vec<usize> = Vec::new();
+            let (mut slots, mut blocks, mut tokens) = (core.running(), core.bm.available(), 0);
+            while !core.has_preempted()
+                && let Some(&r) = waiting.front()
+            {
                 let req = &requests[r];
-                if let Err(e) = req.params.validate(r, req.prompt_ids.len(), ctx) {
+                if let Err(e) = Self::check_request(m, r, req) {
+                    waiting.pop_front();
+                    progress.skip(req.params.n.saturating_mul(req.params.max_new_tokens));
                     results[r] = Some(Err(e));
                     continue;
                 }
-                if let Some(pos) = req.prompt_ids.iter().position(|&t| t as usize >= vocab) {
-                    results[r] = Some(Err(RolloutError::InvalidRequest {
-                        request: r,
-                        field: "prompt",
-                        reason: format!(
-                            "token id {} at position {pos} is outside the vocabulary of {vocab}",
-                            req.prompt_ids[pos]
-                        ),
-                    }));
-                    continue;
-                }
-                let t0 = std::time::Instant::now();
-                let mut root = m.new_cache();
-                let logits = match m.extend(&mut root, &req.prompt_ids) {
-                    Ok(l) => l,
-                    Err(message) => {
-                        results[r] = Some(Err(RolloutError::Model {
-                            request: r,
-                            message,
-                        }));
-                        continue;
-                    }
-                };
-                stats.prefill_tokens += req.prompt_ids.len();
-                stats.prefill_secs += t0.elapsed().as_secs_f64();
-                for j in 0..req.params.n {
-                    let mut rng = ChaCha8Rng::seed_from_u64(req.params.seed);
-                    rng.set_stream(j as u64);
-                    let cache = if j + 1 == req.params.n {
-                        None
-                    } else {
-                        Some(m.fork(&root))
-                    };
-                    live.push((
-                        j,
-                        Live {
-                            request: r,
-                            cache,
-                            rng,
-                            ids: Vec::new(),
-                            lp_raw: Vec::new(),
-                            lp_proc: Vec::new(),
-                            logits: logits.clone(),
-                            text_len_checked: 0,
-                        },
-                    ));
-                }
-                // The last sample takes the root cache itself.
-                if let Some((_, last)) = live.last_mut() {
-                    last.cache = Some(root);
-                }
-            }
-            if live.is_empty() {
-                break;
-            }
-
-            // Sample one token for every live sequence and check stop conditions.
-            let mut keep = Vec::with_capacity(live.len());
-            for (j, mut s) in live.drain(..) {
-                let p = &requests[s.request].params;
-                let suppress_eos = !p.ignore_eos && s.ids.len() < p.min_new_tokens;
-                let SampleOut {
-                    token,
-                    logprob_raw,
-                    logprob_processed,
-                } = sample_token(&s.logits, p, &eos, suppress_eos, &mut s.rng);
-                s.ids.push(token);
-                s.lp_raw.push(logprob_raw);
-                s.lp_proc.push(logprob_processed);
-                let prompt_len = requests[s.request].prompt_ids.len();
-                let mut finish = None;
-                let mut text = String::new();
-                if !p.ignore_eos && eos.contains(&token) {
-                    finish = Some(FinishReason::Eos);
-                } else if p.stop_token_ids.contains(&token) {
-                    finish = Some(FinishReason::Stop);
-                } else if !p.stop.is_empty()
-                    && let Some(d) = detok
+                let (n, plen) = (req.params.n, req.prompt_ids.len());
+                let need = plen.div_ceil(bs) + n;
+                let idle = core.active() == 0 && batch.is_empty();
+                if !idle
+                    && (slots + n > self.config.max_batch
+                        || need > blocks
+                        || tokens + plen > PREFILL_TOKENS)
                 {
-                    text = d.decode(&s.ids);
-                    if let Some(cut) = find_stop(&text, &p.stop, s.text_len_checked) {
-                        text.truncate(cut);
-                        finish = Some(FinishReason::Stop);
-                    } else {
-                        s.text_len_checked = text.len();
-                    }
+                    break;
                 }
-                if finish.is_none()
-                    && (s.ids.len() >= p.max_new_tokens || prompt_len + s.ids.len() >= ctx)
-                {
-                    finish = Some(FinishReason::Length);
-                }
-                match finish {
-                    Some(reason) => {
-                        if text.is_empty()
-                            && let Some(d) = detok
-                        {
-                            text = d.decode(&s.ids);
+                waiting.pop_front();
+                batch.push(r);
+                slots += n;
+                blocks = blocks.saturating_sub(need);
+                tokens += plen;
+            }
+            if !batch.is_empty() {
+                let prompts: Vec<&[u32]> = batch
+                    .iter()
+                    .map(|&r| requests[r].prompt_ids.as_slice())
+                    .collect();
+                let roots = core.prefill_roots(&prompts, stats);
+                for (&r, root) in batch.iter().zip(roots) {
+                    let p = &requests[r].params;
+                    let (mut table, logits) = match root {
+                        Ok(x) => x,
+                        Err(message) => {
+                            progress.skip(p.n.saturating_mul(p.max_new_tokens));
+                            results[r] = Some(Err(RolloutError::Model {
+                                request: r,
+                                message,
+                            }));
+                            continue;
                         }
-                        let logprobs = match p.logprob_mode {
-                            LogprobMode::Raw => s.lp_raw.clone(),
-                            LogprobMode::Processed => s.lp_proc.clone(),
-                        };
-                        done[s.request].push((
-                            j,
-                            Completion {
-                                ids: s.ids,
-                                text,
-                                logprobs,
-                                logprobs_raw: s.lp_raw,
-                                logprobs_processed: s.lp_proc,
-                                finish_reason: reason,
-                            },
-                        ));
+                    };
+                    for j in 0..p.n {
+                        let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
+                        rng.set_stream(j as u64);
+                        let mut seq =
+                            Seq::new((r, j), requests[r].prompt_ids.clone(), p.clone(), rng);
+                        seq.start_turn();
+                        seq.blocks = core.bm.fork(&table);
+                        seq.cached = seq.tokens.len();
+                        seq.logits = Some(logits.clone());
+                        core.insert(seq);
                     }
-                    None => keep.push((j, s)),
+                    core.bm.release_all(&mut table);
                 }
             }
-            live = keep;
-            if live.is_empty() {
+            if core.active() == 0 {
+                if waiting.is_empty() {
+                    break;
+                }
                 continue;
             }
 
-            // Preempt the newest sequences while over the cached-token budget.
-            let mut cached: usize = live
-                .iter()
-                .map(|(_, s)| s.cache.as_ref().map_or(0, |c| m.cache_len(c)))
-                .sum();
-            let mut idx = live.len();
-            while cached > self.config.max_cached_tokens && idx > 1 {
-                idx -= 1;
-                if let Some(c) = live[idx].1.cache.take() {
-                    cached -= m.cache_len(&c);
-                    stats.preemptions += 1;
+            let (finished, failed) = core.step(detok, stats, &mut progress);
+            for id in finished {
+                if let Some(s) = core.remove(id)
+                    && let Some(c) = s.done
+                {
+                    progress.skip(s.params.max_new_tokens.saturating_sub(c.ids.len()));
+                    done[s.tag.0].push((s.tag.1, c));
                 }
             }
-
-            // Recompute preempted sequences from prompt + generated tokens (their
-            // logits are then fresh); decode all others together by one step.
-            let t0 = std::time::Instant::now();
-            let mut failed: Vec<(usize, String)> = Vec::new();
-            let mut fresh = vec![false; live.len()];
-            for (i, (_, s)) in live.iter_mut().enumerate() {
-                if s.cache.is_some() {
+            for (id, message) in failed {
+                let Some(r) = core.get(id).map(|s| s.tag.0) else {
                     continue;
+                };
+                // Drop every sample of the failed request.
+                let ids: Vec<usize> = (0..core.seqs.len())
+                    .filter(|&i| core.get(i).is_some_and(|s| s.tag.0 == r))
+                    .collect();
+                for i in ids {
+                    core.remove(i);
                 }
-                let mut c = m.new_cache();
-                let mut toks = requests[s.request].prompt_ids.clone();
-                toks.extend_from_slice(&s.ids);
-                match m.extend(&mut c, &toks) {
-                    Ok(l) => {
-                        stats.recomputed_tokens += toks.len();
-                        s.logits = l;
-                        s.cache = Some(c);
-                        fresh[i] = true;
-                    }
-                    Err(e) => failed.push((s.request, e)),
-                }
-            }
-            let mut batch: Vec<&mut Live<M::Cache>> = live
-                .iter_mut()
-                .zip(&fresh)
-                .filter(|(_, f)| !**f)
-                .map(|((_, s), _)| s)
-                .filter(|s| s.cache.is_some())
-                .collect();
-            let tokens: Vec<u32> = batch
-                .iter()
-                .map(|s| s.ids.last().copied().unwrap_or(0))
-                .collect();
-            let decoded = {
-                let mut caches: Vec<&mut M::Cache> =
-                    batch.iter_mut().filter_map(|s| s.cache.as_mut()).collect();
-                if caches.is_empty() {
-                    Ok(Vec::new())
-                } else {
-                    m.decode(&mut caches, &tokens)
-                }
-            };
-            let decoded = decoded.and_then(|l| {
-                if l.len() == tokens.len() * vocab {
-                    Ok(l)
-                } else {
-                    Err(format!(
-                        "decode returned {} logits for {} rows of vocab {vocab}",
-                        l.len(),
-                        tokens.len()
-                    ))
-                }
-            });
-            match decoded {
-                Ok(logits) => {
-                    stats.decode_tokens += tokens.len();
-                    for (i, s) in batch.iter_mut().enumerate() {
-                        s.logits = logits[i * vocab..(i + 1) * vocab].to_vec();
-                    }
-                }
-                Err(e) => {
-                    for s in &batch {
-                        failed.push((s.request, e.clone()));
-                    }
-                }
-            }
-            stats.decode_secs += t0.elapsed().as_secs_f64();
-            for (r, message) in failed {
                 results[r] = Some(Err(RolloutError::Model {
                     request: r,
                     message,
                 }));
-                live.retain(|(_, s)| s.request != r);
             }
         }
+        progress.finish();
 
         results
             .into_iter()

@@ -1,10 +1,15 @@
-//! [`ModelLm`]: the engine's [`Lm`] trait over a `grpo-model` transformer,
-//! using its KV-cache forward (`forward_step` for prefill, `decode_step` for
-//! batched decode steps).
+//! [`ModelLm`]: the engine's [`Lm`] trait over a `grpo-model` transformer with a paged KV
+//! cache ([`KvPool`], 16 positions per block): batched prefill with
+//! [`Model::prefill_paged`], decode steps with [`Model::decode_paged`] (attention reads the
+//! block tables directly).
 
-use grpo_model::{KvCache, Model};
+use grpo_model::Model;
+use grpo_model::kv::{KvPool, PagedSeq};
 
 use crate::engine::Lm;
+
+/// Positions per KV block.
+pub const BLOCK_SIZE: usize = 16;
 
 /// A borrowed model as an engine backend.
 pub struct ModelLm<'m> {
@@ -19,7 +24,7 @@ impl<'m> ModelLm<'m> {
 }
 
 impl Lm for ModelLm<'_> {
-    type Cache = KvCache;
+    type Pool = KvPool;
 
     fn vocab_size(&self) -> usize {
         self.model.config.vocab_size
@@ -33,27 +38,38 @@ impl Lm for ModelLm<'_> {
         self.model.config.eos_token_ids.clone()
     }
 
-    fn new_cache(&self) -> KvCache {
-        KvCache::new(&self.model.config)
+    fn block_size(&self) -> usize {
+        BLOCK_SIZE
     }
 
-    fn fork(&self, cache: &KvCache) -> KvCache {
-        cache.clone()
+    fn new_pool(&self) -> KvPool {
+        KvPool::new(&self.model.config, BLOCK_SIZE)
     }
 
-    fn cache_len(&self, cache: &KvCache) -> usize {
-        cache.len()
+    fn ensure_blocks(&self, pool: &mut KvPool, blocks: usize) {
+        pool.ensure_blocks(blocks);
     }
 
-    fn extend(&self, cache: &mut KvCache, tokens: &[u32]) -> Result<Vec<f32>, String> {
-        self.model
-            .forward_step(cache, tokens)
+    fn copy_block(
+        &self,
+        pool: &mut KvPool,
+        src: u32,
+        dst: u32,
+        positions: usize,
+    ) -> Result<(), String> {
+        pool.copy_block(src, dst, positions)
             .map_err(|e| e.to_string())
     }
 
-    fn decode(&self, caches: &mut [&mut KvCache], tokens: &[u32]) -> Result<Vec<f32>, String> {
+    fn prefill(&self, pool: &mut KvPool, seqs: &[PagedSeq<'_>]) -> Result<Vec<f32>, String> {
         self.model
-            .decode_step(caches, tokens)
+            .prefill_paged(pool, seqs)
+            .map_err(|e| e.to_string())
+    }
+
+    fn decode(&self, pool: &mut KvPool, seqs: &[PagedSeq<'_>]) -> Result<Vec<f32>, String> {
+        self.model
+            .decode_paged(pool, seqs)
             .map_err(|e| e.to_string())
     }
 }

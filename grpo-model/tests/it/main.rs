@@ -3,4 +3,5 @@
 mod checkpoint;
 mod common;
 mod hf_parity;
+mod kv;
 mod tokenizer_chat;

@@ -4,19 +4,23 @@
 use std::cell::Cell;
 
 use grpo_rollout::{
-    Detokenizer, Engine, EngineConfig, FinishReason, GenerateStats, Lm, Request, SamplingParams,
+    Detokenizer, Engine, EngineConfig, FinishReason, GenerateStats, Lm, PagedSeq, Request,
+    SamplingParams,
 };
 
 /// A toy LM over a 12-token vocabulary: logits depend on a hash of the whole
-/// prefix, so any cache bug changes the output. Token 11 is EOS.
-struct Toy {
-    extend_calls: Cell<usize>,
+/// prefix, read back through the block tables from a paged token store, so any
+/// paging, sharing or copy-on-write bug changes the output. Token 11 is EOS.
+pub struct Toy {
+    pub prefill_calls: Cell<usize>,
 }
 
 const V: usize = 12;
 const EOS: u32 = 11;
+/// Positions per block of the toy's pool.
+pub const BS: usize = 4;
 
-fn logits_for(prefix: &[u32]) -> Vec<f32> {
+pub fn logits_for(prefix: &[u32]) -> Vec<f32> {
     let mut h: u64 = 1469598103934665603;
     for &t in prefix {
         h = (h ^ t as u64).wrapping_mul(1099511628211);
@@ -31,8 +35,11 @@ fn logits_for(prefix: &[u32]) -> Vec<f32> {
         .collect()
 }
 
+/// Slot `block * BS + i` holds the token at that position (`u32::MAX` when unwritten).
+pub struct ToyPool(Vec<u32>);
+
 impl Lm for Toy {
-    type Cache = Vec<u32>;
+    type Pool = ToyPool;
     fn vocab_size(&self) -> usize {
         V
     }
@@ -42,33 +49,53 @@ impl Lm for Toy {
     fn eos_token_ids(&self) -> Vec<u32> {
         vec![EOS]
     }
-    fn new_cache(&self) -> Vec<u32> {
-        Vec::new()
+    fn block_size(&self) -> usize {
+        BS
     }
-    fn fork(&self, c: &Vec<u32>) -> Vec<u32> {
-        c.clone()
+    fn new_pool(&self) -> ToyPool {
+        ToyPool(Vec::new())
     }
-    fn cache_len(&self, c: &Vec<u32>) -> usize {
-        c.len()
+    fn ensure_blocks(&self, pool: &mut ToyPool, blocks: usize) {
+        if pool.0.len() < blocks * BS {
+            pool.0.resize(blocks * BS, u32::MAX);
+        }
     }
-    fn extend(&self, c: &mut Vec<u32>, toks: &[u32]) -> Result<Vec<f32>, String> {
-        self.extend_calls.set(self.extend_calls.get() + 1);
-        c.extend_from_slice(toks);
-        Ok(logits_for(c))
+    fn copy_block(&self, pool: &mut ToyPool, src: u32, dst: u32, n: usize) -> Result<(), String> {
+        let (s, d) = (src as usize * BS, dst as usize * BS);
+        pool.0.copy_within(s..s + n, d);
+        Ok(())
+    }
+    fn prefill(&self, pool: &mut ToyPool, seqs: &[PagedSeq<'_>]) -> Result<Vec<f32>, String> {
+        self.prefill_calls.set(self.prefill_calls.get() + 1);
+        let mut out = Vec::new();
+        for s in seqs {
+            for (i, &t) in s.tokens.iter().enumerate() {
+                let p = s.pos0 + i;
+                pool.0[s.blocks[p / BS] as usize * BS + p % BS] = t;
+            }
+            let prefix: Vec<u32> = (0..s.pos0 + s.tokens.len())
+                .map(|p| pool.0[s.blocks[p / BS] as usize * BS + p % BS])
+                .collect();
+            if prefix.contains(&u32::MAX) {
+                return Err(format!("unwritten slot in {prefix:?}"));
+            }
+            out.extend(logits_for(&prefix));
+        }
+        Ok(out)
     }
 }
 
 /// Digits as text: token t ↦ char ('a' + t).
-struct Letters;
+pub struct Letters;
 impl Detokenizer for Letters {
     fn decode(&self, ids: &[u32]) -> String {
         ids.iter().map(|&t| (b'a' + t as u8) as char).collect()
     }
 }
 
-fn toy() -> Toy {
+pub fn toy() -> Toy {
     Toy {
-        extend_calls: Cell::new(0),
+        prefill_calls: Cell::new(0),
     }
 }
 
@@ -247,21 +274,59 @@ fn min_new_tokens_suppresses_eos() {
 #[test]
 fn preemption_recomputes_and_gives_the_same_tokens() {
     let m = toy();
-    let reqs = [req(vec![1, 2], 4, 3), req(vec![3, 4, 5], 4, 9)];
+    // Prompts of 1..=6 tokens (some end mid-block, so their shared block is copied on
+    // write), 3 samples each, long completions.
+    let reqs: Vec<Request> = (0..6u32)
+        .map(|i| {
+            let mut r = req(
+                (0..=i).map(|t| (t * 5 + i) % 11).collect(),
+                3,
+                40 + i as u64,
+            );
+            r.params.max_new_tokens = 14;
+            r.params.ignore_eos = i % 2 == 0;
+            r
+        })
+        .collect();
     let (a, sa) = run(&m, EngineConfig::default(), &reqs);
-    let (b, sb) = run(
-        &m,
-        EngineConfig {
-            max_batch: 64,
-            max_cached_tokens: 12,
-        },
-        &reqs,
-    );
     assert_eq!(sa.preemptions, 0);
-    assert!(sb.preemptions > 0);
-    assert!(sb.recomputed_tokens > 0);
-    for (x, y) in a.iter().zip(&b) {
-        assert_eq!(x.as_ref().unwrap(), y.as_ref().unwrap());
+    let mut preempted = false;
+    for budget in [4, 12, 24, 40] {
+        for max_batch in [1, 4, 64] {
+            let cfg = EngineConfig {
+                max_batch,
+                max_cached_tokens: budget,
+            };
+            let (b, sb) = run(&m, cfg, &reqs);
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x.as_ref().unwrap(), y.as_ref().unwrap(), "{cfg:?}");
+            }
+            if sb.preemptions > 0 {
+                assert!(sb.recomputed_tokens > 0);
+                preempted = true;
+            }
+        }
+    }
+    assert!(preempted, "the small budgets must preempt");
+}
+
+#[test]
+fn finished_samples_free_their_blocks_and_waiting_requests_start() {
+    let m = toy();
+    // 8 requests of 2 samples; at most 4 live sequences: later requests start as earlier
+    // ones finish, and the result equals running each request alone.
+    let reqs: Vec<Request> = (0..8u32)
+        .map(|i| req(vec![i % 11, 3], 2, i as u64))
+        .collect();
+    let cfg = EngineConfig {
+        max_batch: 4,
+        ..Default::default()
+    };
+    let (all, stats) = run(&m, cfg, &reqs);
+    assert_eq!(stats.prefill_tokens, 16, "each prompt once");
+    for (i, r) in reqs.iter().enumerate() {
+        let (alone, _) = run(&m, EngineConfig::default(), std::slice::from_ref(r));
+        assert_eq!(all[i].as_ref().unwrap(), alone[0].as_ref().unwrap());
     }
 }
 

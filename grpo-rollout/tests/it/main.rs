@@ -1,6 +1,8 @@
 //! Integration tests for grpo-rollout (one binary): the engine over a toy
 //! model whose logits are a deterministic function of the whole prefix
-//! (`engine`), and over the committed transformers parity fixtures (`model`).
+//! (`engine`, multi-turn `session`), and over the committed transformers parity
+//! fixtures (`model`).
 
 mod engine;
 mod model;
+mod session;

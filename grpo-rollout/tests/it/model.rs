@@ -138,3 +138,86 @@ fn sampled_logprobs_agree_with_scoring_and_batching_does_not_matter() {
         }
     }
 }
+
+#[test]
+fn preemption_under_a_tiny_budget_gives_the_same_samples() {
+    for (name, model, _) in models() {
+        let lm = ModelLm::new(&model);
+        let reqs: Vec<Request> = (0..3u32)
+            .map(|i| {
+                let mut p = SamplingParams::sampled(3, 1.0, 20, 5 + i as u64);
+                p.ignore_eos = true;
+                Request {
+                    prompt_ids: (0..5 + 7 * i).map(|t| (t * 3 + i) % 40 + 2).collect(),
+                    params: p,
+                }
+            })
+            .collect();
+        let mut sa = GenerateStats::default();
+        let a = Engine::new(&lm, EngineConfig::default()).generate(&reqs, None, &mut sa);
+        let tight = EngineConfig {
+            max_batch: 64,
+            max_cached_tokens: 64,
+        };
+        let mut sb = GenerateStats::default();
+        let b = Engine::new(&lm, tight).generate(&reqs, None, &mut sb);
+        assert_eq!(sa.preemptions, 0);
+        assert!(sb.preemptions > 0, "{name}: 4 blocks must preempt");
+        for (x, y) in a.iter().zip(&b) {
+            for (x, y) in x.as_ref().unwrap().iter().zip(y.as_ref().unwrap()) {
+                assert_eq!(x.ids, y.ids, "{name}: preemption changed the tokens");
+                // Recomputation runs prefill instead of decode: equal to rounding.
+                for (p, q) in x.logprobs.iter().zip(&y.logprobs) {
+                    assert!((p - q).abs() <= 1e-5, "{name}: {p} vs {q}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn session_continuation_matches_a_fresh_prefill_of_the_transcript() {
+    for (name, model, _) in models() {
+        let lm = ModelLm::new(&model);
+        let engine = Engine::new(&lm, EngineConfig::default());
+        let mut sessions = engine.sessions();
+        let mut p = SamplingParams::greedy(6);
+        p.ignore_eos = true;
+        let s = sessions.open(vec![1, 5, 9, 13, 2], p.clone()).unwrap();
+        let t1 = sessions.generate(&[s], None).remove(0).unwrap();
+        assert_eq!(t1.ids.len(), 6);
+        let before = sessions.stats().prefill_tokens;
+        sessions.append(s, &[7, 3, 3, 8, 21]).unwrap();
+        let transcript = sessions.transcript(s).unwrap().to_vec();
+        let t2 = sessions.generate(&[s], None).remove(0).unwrap();
+        assert_eq!(sessions.stats().prefill_tokens - before, 6, "{name}");
+        let fresh = engine
+            .generate(
+                &[Request {
+                    prompt_ids: transcript.clone(),
+                    params: p,
+                }],
+                None,
+                &mut GenerateStats::default(),
+            )
+            .remove(0)
+            .unwrap()
+            .remove(0);
+        assert_eq!(t2.ids, fresh.ids, "{name}: continuation differs");
+        for (a, b) in t2.logprobs.iter().zip(&fresh.logprobs) {
+            assert!((a - b).abs() <= 1e-4, "{name}: {a} vs {b}");
+        }
+        // And both agree with the teacher-forced scoring pass.
+        let scored = model
+            .score(&[SeqInput {
+                prompt: &transcript,
+                completion: &t2.ids,
+            }])
+            .unwrap();
+        for (a, b) in t2.logprobs.iter().zip(&scored.logprobs[0]) {
+            assert!((a - b).abs() <= 1e-4, "{name}: session {a} vs score {b}");
+        }
+        sessions.close(s).unwrap();
+        assert_eq!(sessions.blocks_in_use(), 0);
+    }
+}
