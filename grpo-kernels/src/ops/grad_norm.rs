@@ -12,10 +12,15 @@ use crate::Result;
 use crate::error::invalid;
 use rayon::prelude::*;
 
+/// Sum of squares in f64. Chunks are summed in parallel but combined in index order:
+/// rayon's `sum` combines partial sums in whatever order work stealing produced, which made
+/// the norm (and so the clipped update) differ in the last bits between identical runs.
 fn sum_squares(g: &[f32]) -> f64 {
-    g.par_chunks(1 << 14)
+    let partial: Vec<f64> = g
+        .par_chunks(1 << 14)
         .map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
-        .sum()
+        .collect();
+    partial.iter().sum()
 }
 
 /// L2 norm over all buffers, accumulated in f64.

@@ -89,48 +89,47 @@ pub fn rmsnorm_bwd(
         return Err(invalid(OP, "dim", "must be positive"));
     }
     let block = dim * ROWS_PER_TASK;
-    let partial: Vec<f32> = dx
+    // One `dw` partial per block of rows, combined in block order afterwards: a rayon
+    // fold/reduce would add the partials in a schedule-dependent order and make `dw` (and so
+    // training) differ in the last bits between identical runs.
+    let partials: Vec<Vec<f32>> = dx
         .par_chunks_mut(block)
         .zip(dout.par_chunks(block))
         .zip(x.par_chunks(block))
         .zip(rstd.par_chunks(ROWS_PER_TASK))
-        .fold(
-            || vec![0.0f32; dim],
-            |mut acc, (((dxs, dos), xs), rs)| {
-                for (((dxrow, dorow), xrow), &r) in dxs
-                    .chunks_mut(dim)
-                    .zip(dos.chunks(dim))
-                    .zip(xs.chunks(dim))
-                    .zip(rs)
+        .map(|(((dxs, dos), xs), rs)| {
+            let mut acc = vec![0.0f32; dim];
+            for (((dxrow, dorow), xrow), &r) in dxs
+                .chunks_mut(dim)
+                .zip(dos.chunks(dim))
+                .zip(xs.chunks(dim))
+                .zip(rs)
+            {
+                let mut dot = 0.0f64;
+                for ((&d, &xv), &wv) in dorow.iter().zip(xrow).zip(w) {
+                    dot += (d * wv) as f64 * xv as f64;
+                }
+                let c = (dot as f32) * r * r * r / dim as f32;
+                for ((((dxv, &d), &xv), &wv), a) in dxrow
+                    .iter_mut()
+                    .zip(dorow)
+                    .zip(xrow)
+                    .zip(w)
+                    .zip(acc.iter_mut())
                 {
-                    let mut dot = 0.0f64;
-                    for ((&d, &xv), &wv) in dorow.iter().zip(xrow).zip(w) {
-                        dot += (d * wv) as f64 * xv as f64;
-                    }
-                    let c = (dot as f32) * r * r * r / dim as f32;
-                    for ((((dxv, &d), &xv), &wv), a) in dxrow
-                        .iter_mut()
-                        .zip(dorow)
-                        .zip(xrow)
-                        .zip(w)
-                        .zip(acc.iter_mut())
-                    {
-                        *dxv = r * d * wv - c * xv;
-                        *a += d * xv * r;
-                    }
+                    *dxv = r * d * wv - c * xv;
+                    *a += d * xv * r;
                 }
-                acc
-            },
-        )
-        .reduce(
-            || vec![0.0f32; dim],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(&b) {
-                    *x += y;
-                }
-                a
-            },
-        );
+            }
+            acc
+        })
+        .collect();
+    let mut partial = vec![0.0f32; dim];
+    for p in &partials {
+        for (a, b) in partial.iter_mut().zip(p) {
+            *a += b;
+        }
+    }
     for (d, p) in dw.iter_mut().zip(&partial) {
         *d += p;
     }
@@ -140,6 +139,28 @@ pub fn rmsnorm_bwd(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backward_dw_is_bitwise_reproducible() {
+        // Many row blocks, so rayon splits the work differently from call to call.
+        let (rows, dim) = (ROWS_PER_TASK * 37 + 3, 24);
+        let f = |i: usize, s: f32| ((i as f32 * s).sin() * 1.7) + 0.1;
+        let x: Vec<f32> = (0..rows * dim).map(|i| f(i, 0.37)).collect();
+        let dout: Vec<f32> = (0..rows * dim).map(|i| f(i, 0.91)).collect();
+        let w: Vec<f32> = (0..dim).map(|i| f(i, 1.3)).collect();
+        let mut out = vec![0.0; rows * dim];
+        let mut rstd = vec![0.0; rows];
+        rmsnorm_fwd(&mut out, &mut rstd, &x, &w, rows, dim, 1e-6).unwrap();
+        let run = || {
+            let (mut dx, mut dw) = (vec![0.0; rows * dim], vec![0.0; dim]);
+            rmsnorm_bwd(&mut dx, &mut dw, &dout, &x, &w, &rstd, rows, dim).unwrap();
+            dw.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        };
+        let first = run();
+        for _ in 0..20 {
+            assert_eq!(run(), first);
+        }
+    }
 
     #[test]
     fn unit_weight_normalises_rms_to_one() {

@@ -4,4 +4,5 @@ mod bad_input;
 mod common;
 mod configs;
 mod resume;
+mod sft_stop;
 mod smoke;
