@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{EnvError, Result};
+use crate::message::{Message, Role};
 use crate::seed::{derive_seed, rng};
 
 #[cfg(feature = "parquet")]
@@ -36,6 +37,11 @@ pub struct TaskRecord {
     /// Extra columns named in the map.
     #[serde(default)]
     pub extra: serde_json::Map<String, Value>,
+    /// The prompt as chat messages when the prompt column holds a conversation
+    /// (TRL's conversational `prompt`, BFCL's `question`); empty for text prompts.
+    /// `prompt` is then the content of the last user message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<Message>,
 }
 
 /// How the gold answer is extracted from its column.
@@ -195,13 +201,26 @@ pub(crate) fn map_fields(
         .as_object()
         .ok_or_else(|| bad("<record>", "not a JSON object"))?;
     let get = |f: &str| obj.get(f).ok_or_else(|| bad(f, "missing"));
-    let prompt = match get(&map.prompt)? {
-        Value::String(s) => s.clone(),
+    let (prompt, messages) = match get(&map.prompt)? {
+        Value::String(s) => (s.clone(), Vec::new()),
         Value::Null => return Err(bad(&map.prompt, "null, not a string")),
+        Value::Array(items) => {
+            let messages = conversation(items).map_err(|e| bad(&map.prompt, &e))?;
+            let last_user = messages
+                .iter()
+                .rev()
+                .find(|m| m.role == Role::User)
+                .map(|m| m.content.clone())
+                .ok_or_else(|| bad(&map.prompt, "the conversation has no user message"))?;
+            (last_user, messages)
+        }
         other => {
             return Err(bad(
                 &map.prompt,
-                &format!("not a string (found {})", json_kind(other)),
+                &format!(
+                    "not a string or a list of chat messages (found {})",
+                    json_kind(other)
+                ),
             ));
         }
     };
@@ -233,7 +252,57 @@ pub(crate) fn map_fields(
         prompt,
         answer,
         extra,
+        messages,
     })
+}
+
+/// A prompt given as chat messages: a list of `{role, content}` objects (TRL's
+/// conversational format, HF chat columns), or a list of such lists (BFCL's
+/// `question`: one list per user turn), of which the first turn is the prompt
+/// (later BFCL turns follow the model's answers and are not part of it).
+fn conversation(items: &[Value]) -> std::result::Result<Vec<Message>, String> {
+    let items = match items.first() {
+        Some(Value::Array(first)) => first.as_slice(),
+        _ => items,
+    };
+    if items.is_empty() {
+        return Err("empty conversation".into());
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let obj = m.as_object().ok_or_else(|| {
+                format!("[{i}]: not a {{role, content}} message ({})", json_kind(m))
+            })?;
+            let role = match obj.get("role").and_then(Value::as_str) {
+                Some("system") => Role::System,
+                Some("user") => Role::User,
+                Some("assistant") => Role::Assistant,
+                Some("tool") => Role::Tool,
+                Some(other) => {
+                    return Err(format!(
+                        "[{i}].role: unknown role `{other}` (system, user, assistant, tool)"
+                    ));
+                }
+                None => return Err(format!("[{i}].role: missing or not a string")),
+            };
+            let content = match obj.get("content") {
+                Some(Value::String(c)) => c.clone(),
+                Some(Value::Null) | None if role == Role::Assistant => String::new(),
+                Some(other) => {
+                    return Err(format!(
+                        "[{i}].content: not a string (found {})",
+                        json_kind(other)
+                    ));
+                }
+                None => return Err(format!("[{i}].content: missing")),
+            };
+            let mut msg = Message::new(role, content);
+            msg.name = obj.get("name").and_then(Value::as_str).map(str::to_string);
+            Ok(msg)
+        })
+        .collect()
 }
 
 fn json_kind(v: &Value) -> &'static str {
@@ -431,7 +500,20 @@ mod tests {
         );
         let v = serde_json::json!({"question": [1], "answer": "#### 1"});
         let err = map_record(&v, &map, "f", 3).unwrap_err().to_string();
-        assert!(err.contains("a list"), "{err}");
+        assert!(
+            err.contains("[0]: not a {role, content} message (a number)"),
+            "{err}"
+        );
+        let v = serde_json::json!({"question": 7, "answer": "#### 1"});
+        let err = map_record(&v, &map, "f", 3).unwrap_err().to_string();
+        assert!(err.contains("found a number"), "{err}");
+        let v = serde_json::json!({"question": [{"role": "system", "content": "s"}], "answer": "#### 1"});
+        let err = map_record(&v, &map, "f", 3).unwrap_err().to_string();
+        assert!(err.contains("no user message"), "{err}");
+        let v =
+            serde_json::json!({"question": [{"role": "user", "content": 5}], "answer": "#### 1"});
+        let err = map_record(&v, &map, "f", 3).unwrap_err().to_string();
+        assert!(err.contains("[0].content: not a string"), "{err}");
         let v = serde_json::json!({"question": "q", "answer": null});
         let err = map_record(&v, &map, "f", 4).unwrap_err().to_string();
         assert!(err.contains("`answer`") && err.contains("null"), "{err}");

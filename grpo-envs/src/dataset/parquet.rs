@@ -163,14 +163,16 @@ fn project(root: &Type, map: &ColumnMap, name: &str) -> Result<Type> {
                     .join(", "),
             });
         };
-        if role == "prompt"
-            && !(field.is_primitive() && field.get_physical_type() == PhysicalType::BYTE_ARRAY)
-        {
+        let text = field.is_primitive() && field.get_physical_type() == PhysicalType::BYTE_ARRAY;
+        let list =
+            field.is_group() && field.get_basic_info().converted_type() == ConvertedType::LIST;
+        if role == "prompt" && !text && !list {
             return Err(EnvError::ColumnType {
                 path: name.to_string(),
                 column: column.to_string(),
                 found: describe(field),
-                expected: "the prompt column must hold strings".to_string(),
+                expected: "the prompt column must hold strings or lists of chat messages"
+                    .to_string(),
             });
         }
         if !picked.iter().any(|p| p.name() == column) {

@@ -19,7 +19,7 @@ use crate::env::{
     EndSignal, Env, EpisodeView, Limits, Reset, RewardBreakdown, StepOutcome, TaskSpec, Turn,
 };
 use crate::error::{EnvError, Result};
-use crate::message::Message;
+use crate::message::{Message, Role};
 use crate::parse::{last_tag, normalize_answer};
 use crate::rational::Rational;
 use crate::tool::PythonExecutor;
@@ -268,11 +268,25 @@ impl Env for QaEnv {
                 self.records[(task.seed % self.records.len() as u64) as usize].clone()
             }
         };
-        let msg = Message::user(format!("{}\n\n{}", rec.prompt, self.instruction()));
+        let messages = if rec.messages.is_empty() {
+            vec![Message::user(format!(
+                "{}\n\n{}",
+                rec.prompt,
+                self.instruction()
+            ))]
+        } else {
+            // A conversational prompt is kept as given; the instruction follows
+            // the last user message.
+            let mut msgs = rec.messages.clone();
+            if let Some(last) = msgs.iter_mut().rev().find(|m| m.role == Role::User) {
+                last.content = format!("{}\n\n{}", last.content, self.instruction());
+            }
+            msgs
+        };
         self.current = Some(rec);
         self.result = RewardBreakdown::zero();
         Ok(Reset {
-            messages: vec![msg],
+            messages,
             tools: vec![],
             stop: vec![],
             state_key: None,

@@ -12,8 +12,8 @@ check that a Parquet row equals the JSONL line it came from:
                                             (task_id, prompt, canonical_solution,
                                              test, entry_point: string)
     gsm8k_chat.parquet + gsm8k_chat.jsonl   10 GSM8K rows with nested and typed
-                                            columns (messages: list<struct<role,
-                                            content>>, tags: list<string>, meta:
+                                            columns (prompt, messages: list<struct<
+                                            role, content>>, tags: list<string>, meta:
                                             struct, idx: int64, score: double with
                                             nulls, solved: bool), row groups of 4
                                             rows; the .jsonl is the same rows as
@@ -67,6 +67,11 @@ def chat_rows(gsm):
         out.append({
             "question": r["question"],
             "answer": r["answer"],
+            # TRL's conversational prompt format
+            "prompt": [
+                {"role": "system", "content": "Solve the problem; end with #### and the number."},
+                {"role": "user", "content": r["question"]},
+            ],
             "messages": [
                 {"role": "user", "content": r["question"]},
                 {"role": "assistant", "content": r["answer"]},
@@ -87,6 +92,7 @@ def chat_table(pa, rows):
     schema = pa.schema([
         ("question", pa.string()),
         ("answer", pa.string()),
+        ("prompt", pa.list_(msg)),
         ("messages", pa.list_(msg)),
         ("tags", pa.list_(pa.string())),
         ("meta", pa.struct([("source", pa.string()), ("line", pa.int32())])),

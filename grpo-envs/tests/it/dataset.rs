@@ -78,6 +78,75 @@ fn bad_records_name_line_and_field() {
 }
 
 #[test]
+fn bfcl_and_code_contest_records_map_by_preset() {
+    let dir = tempfile::tempdir().unwrap();
+    // BFCL v3 layout: `question` is a list of turns, each a list of messages.
+    let p = dir.path().join("bfcl.jsonl");
+    std::fs::write(
+        &p,
+        concat!(
+            r#"{"id":"simple_0","question":[[{"role":"user","content":"Area of a triangle with base 10 and height 5?"}]],"#,
+            r#""function":[{"name":"calculate_triangle_area","description":"area","parameters":{"type":"dict","properties":{"base":{"type":"integer"},"height":{"type":"integer"}},"required":["base","height"]}}],"#,
+            r#""ground_truth":[{"calculate_triangle_area":{"base":[10],"height":[5]}}]}"#,
+            "\n",
+            r#"{"id":"simple_1","question":"What is 2+2?","function":[],"ground_truth":"4"}"#,
+            "\n",
+            r#"{"id":"bad","question":[[{"role":"robot","content":"x"}]],"function":[],"ground_truth":"4"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let err = load_jsonl(&p, &ColumnMap::bfcl()).unwrap_err().to_string();
+    assert!(
+        err.contains(":3:") && err.contains("`question`") && err.contains("unknown role `robot`"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, text.lines().take(2).collect::<Vec<_>>().join("\n")).unwrap();
+    let recs = load_jsonl(&p, &ColumnMap::bfcl()).unwrap();
+    assert_eq!(recs[0].id, "simple_0");
+    assert_eq!(
+        recs[0].prompt,
+        "Area of a triangle with base 10 and height 5?"
+    );
+    assert_eq!(recs[0].messages.len(), 1);
+    assert_eq!(
+        recs[0].answer,
+        r#"[{"calculate_triangle_area":{"base":[10],"height":[5]}}]"#
+    );
+    assert_eq!(
+        recs[0].extra["function"][0]["name"],
+        "calculate_triangle_area"
+    );
+    assert_eq!(recs[1].prompt, "What is 2+2?");
+    assert!(recs[1].messages.is_empty());
+
+    let p = dir.path().join("cc.jsonl");
+    std::fs::write(
+        &p,
+        r#"{"name":"1A_theatre","description":"Cover an n x m square with a x a flagstones.","solution":"print(1)","tests":{"input":["6 6 4\n"],"output":["4\n"]}}"#,
+    )
+    .unwrap();
+    let recs = load_jsonl(&p, &ColumnMap::code_contest()).unwrap();
+    assert_eq!(recs[0].id, "1A_theatre");
+    assert_eq!(recs[0].answer, "print(1)");
+    assert_eq!(recs[0].extra["tests"]["output"][0], "4\n");
+}
+
+#[test]
+fn loads_gsm8k_train() {
+    let Some(p) = shared("gsm8k/train.jsonl") else {
+        return;
+    };
+    let recs = load_jsonl(p, &ColumnMap::gsm8k()).unwrap();
+    assert_eq!(recs.len(), 7473);
+    assert!(
+        recs.iter()
+            .all(|r| grpo_envs::rational::Rational::parse_number(&r.answer).is_some())
+    );
+}
+
+#[test]
 fn cursor_resumes_mid_epoch() {
     let mut a = Cursor::new(9, 1319);
     let _ = a.take(2000);

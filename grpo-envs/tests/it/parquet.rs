@@ -152,6 +152,38 @@ fn nested_and_typed_columns_read_like_their_jsonl_twin() {
 }
 
 #[test]
+fn conversational_prompt_columns_keep_their_messages() {
+    use grpo_envs::{Role, TaskSpec, envs};
+    let map = ColumnMap {
+        prompt: "prompt".into(),
+        ..chat_map()
+    };
+    let got = load_parquet(fixture("gsm8k_chat.parquet"), &map).unwrap();
+    assert_eq!(got, load_jsonl(fixture("gsm8k_chat.jsonl"), &map).unwrap());
+    let text = load_parquet(fixture("gsm8k_chat.parquet"), &chat_map()).unwrap();
+    for (c, t) in got.iter().zip(&text) {
+        // The text prompt is the last user message; the conversation is kept.
+        assert_eq!(c.prompt, t.prompt);
+        assert_eq!(c.answer, t.answer);
+        assert!(t.messages.is_empty());
+        assert_eq!(c.messages.len(), 2);
+        assert_eq!(c.messages[0].role, Role::System);
+        assert_eq!(c.messages[1].role, Role::User);
+        assert_eq!(c.messages[1].content, t.prompt);
+    }
+    // The QA env presents the conversation (system prompt included).
+    let params = serde_json::json!({
+        "path": fixture("gsm8k_chat.parquet"),
+        "columns": {"prompt": "prompt", "answer": "answer", "extract": "gsm8k"},
+    });
+    let mut env = envs::make("qa", &params).unwrap();
+    let reset = env.reset(&TaskSpec::seed(3)).unwrap();
+    assert_eq!(reset.messages.len(), 2);
+    assert_eq!(reset.messages[0].role, Role::System);
+    assert!(reset.messages[1].content.starts_with(&got[3].prompt));
+}
+
+#[test]
 fn missing_and_mistyped_columns_are_named() {
     let p = fixture("gsm8k_chat.parquet");
     let err = load_parquet(
@@ -167,7 +199,7 @@ fn missing_and_mistyped_columns_are_named() {
     assert!(
         msg.contains("gsm8k_chat.parquet")
             && msg.contains("`nope`")
-            && msg.contains("question, answer, messages"),
+            && msg.contains("question, answer, prompt, messages"),
         "{msg}"
     );
     let err = load_parquet(
@@ -198,14 +230,29 @@ fn missing_and_mistyped_columns_are_named() {
     let err = load_parquet(
         &p,
         &ColumnMap {
-            prompt: "messages".into(),
+            prompt: "meta".into(),
             ..chat_map()
         },
     )
     .unwrap_err()
     .to_string();
+    assert!(err.contains("`meta`") && err.contains("a struct"), "{err}");
+    // A list column is accepted as a prompt only when each row is a conversation.
+    let err = load_parquet(
+        &p,
+        &ColumnMap {
+            prompt: "tags".into(),
+            ..chat_map()
+        },
+    )
+    .unwrap_err();
     assert!(
-        err.contains("`messages`") && err.contains("a list"),
+        matches!(&err, EnvError::BadRow { row: 1, column, .. } if column == "tags"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("[0]: not a {role, content} message"),
         "{err}"
     );
 
