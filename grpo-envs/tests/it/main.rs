@@ -6,4 +6,5 @@ mod envs;
 mod games;
 #[cfg(feature = "parquet")]
 mod parquet;
+mod rewards;
 mod runner;
