@@ -7,10 +7,11 @@
 //! when its count reaches zero. A block that a sequence must write while others still hold
 //! it is copied first (copy on write, done by the scheduler with [`BlockManager::is_shared`]).
 //!
-//! The budget is a number of blocks. Ids are handed out from the free list first (most
-//! recently freed first, so hot memory is reused), then new ids up to the budget; past the
-//! budget [`BlockManager::alloc`] returns `None` and the scheduler preempts someone, except
-//! that [`BlockManager::alloc_over_budget`] lets the oldest sequence always make progress.
+//! The budget bounds the number of blocks in use. Ids are handed out from the free list
+//! first (most recently freed first, so hot memory is reused), then new ids; with the
+//! budget spent [`BlockManager::alloc`] returns `None` and the scheduler preempts someone,
+//! except that [`BlockManager::alloc_over_budget`] lets the oldest sequence always make
+//! progress.
 
 /// Reference counts and the free list of a block pool.
 #[derive(Debug, Clone, Default)]
@@ -37,7 +38,7 @@ impl BlockManager {
 
     /// Blocks that can still be allocated within the budget.
     pub fn available(&self) -> usize {
-        self.free.len() + self.budget.saturating_sub(self.refcount.len())
+        self.budget.saturating_sub(self.used())
     }
 
     /// Blocks held by at least one sequence.
@@ -45,25 +46,27 @@ impl BlockManager {
         self.refcount.len() - self.free.len()
     }
 
-    /// A block with reference count 1, or `None` when the budget is spent.
+    /// A block with reference count 1, or `None` when the budget is spent (the budget
+    /// bounds the blocks in use, not the pool's size).
     pub fn alloc(&mut self) -> Option<u32> {
-        if let Some(b) = self.free.pop() {
-            self.refcount[b as usize] = 1;
-            return Some(b);
+        if self.used() >= self.budget {
+            return None;
         }
-        if self.refcount.len() < self.budget {
-            self.refcount.push(1);
-            return Some((self.refcount.len() - 1) as u32);
-        }
-        None
+        Some(self.alloc_over_budget())
     }
 
-    /// Like [`BlockManager::alloc`], but creates a block past the budget when none is free.
+    /// Like [`BlockManager::alloc`], but past the budget too.
     pub fn alloc_over_budget(&mut self) -> u32 {
-        self.alloc().unwrap_or_else(|| {
-            self.refcount.push(1);
-            (self.refcount.len() - 1) as u32
-        })
+        match self.free.pop() {
+            Some(b) => {
+                self.refcount[b as usize] = 1;
+                b
+            }
+            None => {
+                self.refcount.push(1);
+                (self.refcount.len() - 1) as u32
+            }
+        }
     }
 
     /// One more holder of `block`.
@@ -128,7 +131,10 @@ mod tests {
         assert_eq!(m.available(), 0);
         let mut t = table;
         m.release_all(&mut t);
-        assert_eq!(m.available(), 2);
+        // Two of four blocks in use: one more fits the budget of 3, although two are free.
         assert_eq!(m.used(), 2);
+        assert_eq!(m.available(), 1);
+        assert!(m.alloc().is_some());
+        assert_eq!(m.alloc(), None);
     }
 }

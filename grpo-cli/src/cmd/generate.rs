@@ -63,6 +63,9 @@ pub struct Args {
     /// and truncation) instead of the raw model's.
     #[arg(long)]
     pub processed_logprobs: bool,
+    /// No progress bar (it is shown on stderr only when stderr is a terminal).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 struct Detok<'t>(&'t Tokenizer);
@@ -123,7 +126,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .filter_map(|(_, r)| r.as_ref().ok().cloned())
         .collect();
     let lm = ModelLm::new(&model);
-    let engine = Engine::new(&lm, EngineConfig::default());
+    let engine = Engine::new(&lm, EngineConfig::default()).with_progress(!args.quiet);
     let mut stats = GenerateStats::default();
     let detok = tok.as_ref().map(Detok);
     let started = std::time::Instant::now();
