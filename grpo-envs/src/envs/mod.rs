@@ -145,6 +145,12 @@ pub fn make(name: &str, params: &serde_json::Value) -> Result<Box<dyn Env>> {
         "search-qa" => Box::new(search::SearchEnv::new(config(name, params)?)),
         "calc" => {
             let cfg: tools::CalcConfig = config(name, params)?;
+            if !(cfg.tool_timeout_s > 0.0 && cfg.tool_timeout_s <= 3600.0) {
+                return Err(EnvError::param(
+                    "calc.tool_timeout_s",
+                    format!("must be in (0, 3600] seconds, got {}", cfg.tool_timeout_s),
+                ));
+            }
             let exec = if cfg.python {
                 Some(crate::exec::SandboxExecutor::detect()?.shared())
             } else {

@@ -109,6 +109,9 @@ pub struct CalcConfig {
     pub max_calls_per_turn: usize,
     /// Offer the `python` tool (needs an executor).
     pub python: bool,
+    /// Wall-clock limit of one tool call in seconds (a Python program past it is
+    /// killed and the model is told so).
+    pub tool_timeout_s: f64,
 }
 
 impl Default for CalcConfig {
@@ -117,6 +120,7 @@ impl Default for CalcConfig {
             max_turns: 4,
             max_calls_per_turn: 2,
             python: false,
+            tool_timeout_s: 10.0,
         }
     }
 }
@@ -280,6 +284,9 @@ impl Env for CalcEnv {
             tools.push(Box::new(PythonTool::new(e.clone())));
         }
         self.reg = ToolRegistry::new(tools);
+        // `envs::make` rejects non-positive limits; clamp for direct constructions.
+        self.reg.timeout =
+            std::time::Duration::from_secs_f64(self.cfg.tool_timeout_s.clamp(0.001, 3600.0));
         self.values.clear();
         self.calls.clear();
         self.done = false;

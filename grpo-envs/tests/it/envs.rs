@@ -171,3 +171,65 @@ fn frozenlake_hole_ends_with_failure() {
     }
     panic!("no seed with a hole next to the start");
 }
+
+#[test]
+fn calc_python_tool_runs_in_the_sandbox_with_errors_and_timeouts_as_observations() {
+    let Ok(exec) = grpo_envs::exec::SandboxExecutor::detect() else {
+        eprintln!("skipping: no python3");
+        return;
+    };
+    use grpo_envs::tool::PythonExecutor;
+    let probe = exec.run("print(6*7)", "", std::time::Duration::from_secs(10));
+    if probe.stdout.trim() != "42" {
+        eprintln!("skipping: sandbox unavailable here: {}", probe.stderr);
+        return;
+    }
+    let p = serde_json::json!({"python": true, "tool_timeout_s": 2.0, "max_calls_per_turn": 1});
+    let mut e = envs::make("calc", &p).unwrap();
+    let r = e.reset(&TaskSpec::seed(5)).unwrap();
+    assert!(r.tools.iter().any(|t| t.name == "python"), "{:?}", r.tools);
+    let call = |code: &str| {
+        format!(
+            "<tool_call>{}</tool_call>",
+            serde_json::json!({"name": "python", "arguments": {"code": code}})
+        )
+    };
+    let o = e.step(&Turn::text(0, &call("print(6*7)"))).unwrap();
+    assert!(o.tool_calls[0].ok, "{:?}", o.tool_calls);
+    assert!(
+        o.observation.iter().any(|m| m.content.contains("42")),
+        "{:?}",
+        o.observation
+    );
+    let o = e
+        .step(&Turn::text(1, &call("raise ValueError('boom')")))
+        .unwrap();
+    assert!(!o.tool_calls[0].ok);
+    assert!(
+        o.observation.iter().any(|m| m.content.contains("boom")),
+        "{:?}",
+        o.observation
+    );
+    assert!(!o.end_signal().is_done());
+    let t = std::time::Instant::now();
+    let o = e
+        .step(&Turn::text(2, &call("while True:\n    pass")))
+        .unwrap();
+    assert!(t.elapsed() < std::time::Duration::from_secs(20));
+    assert!(!o.tool_calls[0].ok);
+    assert!(
+        o.observation
+            .iter()
+            .any(|m| m.content.contains("timed out")),
+        "{:?}",
+        o.observation
+    );
+    // The oracle still solves the problem afterwards.
+    let gold = e.oracle_action().unwrap();
+    assert!(!gold.is_empty());
+    e.step(&Turn::text(3, &gold)).unwrap();
+    let Err(bad) = envs::make("calc", &serde_json::json!({"tool_timeout_s": 0})) else {
+        panic!("a zero tool timeout was accepted");
+    };
+    assert!(bad.to_string().contains("tool_timeout_s"), "{bad}");
+}
