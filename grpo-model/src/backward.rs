@@ -14,12 +14,12 @@ use grpo_kernels::ops::attention::attention_bwd;
 use grpo_kernels::ops::embedding::embedding_bwd;
 use grpo_kernels::ops::gemm::matmul;
 use grpo_kernels::ops::logprob::logprob_bwd;
-use grpo_kernels::ops::rmsnorm::rmsnorm_bwd;
+use grpo_kernels::ops::rmsnorm::{rmsnorm_bwd, rmsnorm_fwd};
 use grpo_kernels::ops::rope::rope_bwd;
-use grpo_kernels::ops::swiglu::swiglu_bwd;
+use grpo_kernels::ops::swiglu::{swiglu_bwd, swiglu_fwd};
 
 use crate::error::{Error, Result};
-use crate::forward::{Activations, Ctx, Job, LayerActs, Span};
+use crate::forward::{Activations, Ctx, FwdScratch, Job, LayerActs, Span, scratch};
 use crate::model::Model;
 
 /// `dW [n, k] += dyᵀ · x` for `y [t, n] = x [t, k] · Wᵀ`.
@@ -61,20 +61,56 @@ fn g(grads: &mut [f32], off: usize, len: usize) -> &mut [f32] {
     &mut grads[off..off + len]
 }
 
+/// Reusable buffers of [`Model::layer_bwd`], grown once per backward call and shared by all
+/// layers (so the `[N, ·]` temporaries are allocated and page-faulted once, not per layer).
+#[derive(Debug, Default)]
+pub(crate) struct BwdScratch {
+    /// `[N, H]` recomputed normalised input (MLP, then attention).
+    xn: Vec<f32>,
+    /// `[N]` reciprocal stds of the recomputation (equal to the saved ones).
+    rstd: Vec<f32>,
+    /// `[N, I]` recomputed silu(gate)·up, then d loss / d it.
+    act: Vec<f32>,
+    /// `[N, I]` d gate.
+    dgate: Vec<f32>,
+    /// `[N, I]` d up.
+    dup: Vec<f32>,
+    /// `[N, H]` d normalised input.
+    dxn: Vec<f32>,
+    /// `[N, H]` d x_mid.
+    dmid: Vec<f32>,
+    /// `[N, Hq·D]` d attention output.
+    datt: Vec<f32>,
+    /// `[N, Hq·D]` d q.
+    dq: Vec<f32>,
+    /// `[N, Hkv·D]` d k.
+    dk: Vec<f32>,
+    /// `[N, Hkv·D]` d v.
+    dv: Vec<f32>,
+    /// `[N, Hq·D]` / `[N, Hkv·D]` gradients before QK-norm (Qwen3 only).
+    dq_pre: Vec<f32>,
+    /// See `dq_pre`.
+    dk_pre: Vec<f32>,
+}
+
 impl Model {
     /// Backward of one batched layer (see [`Model::layer_fwd`]). `dout [N, H]` is d loss /
-    /// d layer output; returns d loss / d layer input `[N, H]`. Key/value gradients of a span
-    /// that attends to another span's rows are accumulated into that span's rows before the
-    /// shared projections run, so a shared prompt's gradient is accumulated once.
+    /// d layer output; `dx [N, H]` is overwritten with d loss / d layer input. Key/value
+    /// gradients of a span that attends to another span's rows are accumulated into that
+    /// span's rows before the shared projections run, so a shared prompt's gradient is
+    /// accumulated once. The normalised inputs and the SwiGLU activation are recomputed
+    /// from the saved layer input, `x_mid`, gate and up.
     pub(crate) fn layer_bwd(
         &self,
         l: usize,
         x: &[f32],
         a: &LayerActs,
         dout: &[f32],
+        dx: &mut [f32],
         spans: &[Span<'_>],
         grads: &mut [f32],
-    ) -> Result<Vec<f32>> {
+        ws: &mut BwdScratch,
+    ) -> Result<()> {
         let c = &self.config;
         let (h, qd, kvd, inter) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
         let (hq, hkv, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
@@ -82,43 +118,31 @@ impl Model {
         let t = x.len() / h;
         let _span = tracing::trace_span!("layer_bwd", layer = l, tokens = t).entered();
         if t == 0 {
-            return Ok(vec![]);
+            return Ok(());
         }
+        let eps = c.rms_norm_eps;
         // MLP: out = x_mid + down(silu(gate) * up)
-        let mut dact = vec![0.0; t * inter];
-        input_grad(
-            &mut dact,
-            dout,
-            self.w(lo.down, h * inter),
-            t,
-            inter,
-            h,
-            false,
-        )?;
-        acc_weight_grad(g(grads, lo.down, h * inter), dout, &a.act, t, inter, h)?;
-        let mut dgate = vec![0.0; t * inter];
-        let mut dup = vec![0.0; t * inter];
-        swiglu_bwd(&mut dgate, &mut dup, &dact, &a.gate, &a.up)?;
-        drop(dact);
-        let mut dxn2 = vec![0.0; t * h];
-        input_grad(
-            &mut dxn2,
-            &dgate,
-            self.w(lo.gate, inter * h),
-            t,
-            h,
-            inter,
-            false,
-        )?;
-        input_grad(&mut dxn2, &dup, self.w(lo.up, inter * h), t, h, inter, true)?;
-        acc_weight_grad(g(grads, lo.gate, inter * h), &dgate, &a.xn2, t, h, inter)?;
-        acc_weight_grad(g(grads, lo.up, inter * h), &dup, &a.xn2, t, h, inter)?;
-        drop((dgate, dup));
-        let mut dmid = vec![0.0; t * h];
+        let act = scratch(&mut ws.act, t * inter);
+        swiglu_fwd(act, &a.gate, &a.up)?;
+        acc_weight_grad(g(grads, lo.down, h * inter), dout, act, t, inter, h)?;
+        let dact = act;
+        input_grad(dact, dout, self.w(lo.down, h * inter), t, inter, h, false)?;
+        let dgate = scratch(&mut ws.dgate, t * inter);
+        let dup = scratch(&mut ws.dup, t * inter);
+        swiglu_bwd(dgate, dup, dact, &a.gate, &a.up)?;
+        let xn2 = scratch(&mut ws.xn, t * h);
+        let rstd = scratch(&mut ws.rstd, t);
+        rmsnorm_fwd(xn2, rstd, &a.x_mid, self.w(lo.post_norm, h), t, h, eps)?;
+        let dxn2 = scratch(&mut ws.dxn, t * h);
+        input_grad(dxn2, dgate, self.w(lo.gate, inter * h), t, h, inter, false)?;
+        input_grad(dxn2, dup, self.w(lo.up, inter * h), t, h, inter, true)?;
+        acc_weight_grad(g(grads, lo.gate, inter * h), dgate, xn2, t, h, inter)?;
+        acc_weight_grad(g(grads, lo.up, inter * h), dup, xn2, t, h, inter)?;
+        let dmid = scratch(&mut ws.dmid, t * h);
         rmsnorm_bwd(
-            &mut dmid,
+            dmid,
             g(grads, lo.post_norm, h),
-            &dxn2,
+            dxn2,
             &a.x_mid,
             self.w(lo.post_norm, h),
             &a.rstd2,
@@ -129,13 +153,16 @@ impl Model {
             *m += o;
         }
         // Attention: x_mid = x + o_proj(att)
-        let mut datt = vec![0.0; t * qd];
-        input_grad(&mut datt, &dmid, self.w(lo.o, h * qd), t, qd, h, false)?;
-        acc_weight_grad(g(grads, lo.o, h * qd), &dmid, &a.att, t, qd, h)?;
+        let datt = scratch(&mut ws.datt, t * qd);
+        input_grad(datt, dmid, self.w(lo.o, h * qd), t, qd, h, false)?;
+        acc_weight_grad(g(grads, lo.o, h * qd), dmid, &a.att, t, qd, h)?;
         let scale = 1.0 / (d as f32).sqrt();
-        let mut dq = vec![0.0; t * qd];
-        let mut dk = vec![0.0; t * kvd];
-        let mut dv = vec![0.0; t * kvd];
+        let dq = scratch(&mut ws.dq, t * qd);
+        let dk = scratch(&mut ws.dk, t * kvd);
+        let dv = scratch(&mut ws.dv, t * kvd);
+        // dq is overwritten span by span (the spans cover every row); dk/dv accumulate.
+        dk.fill(0.0);
+        dv.fill(0.0);
         for sp in spans {
             if sp.t == 0 {
                 continue;
@@ -163,7 +190,7 @@ impl Model {
                     )?;
                     let ps = &spans[p];
                     let pr = ps.off * kvd..(ps.off + ps.t) * kvd;
-                    for (dst, src) in [(&mut dk, &dkc), (&mut dv, &dvc)] {
+                    for (dst, src) in [(&mut *dk, &dkc), (&mut *dv, &dvc)] {
                         dst[pr.clone()]
                             .iter_mut()
                             .zip(&src[..sp.pos0 * kvd])
@@ -188,17 +215,16 @@ impl Model {
                 }
             }
         }
-        drop(datt);
         let positions: Vec<usize> = spans.iter().flat_map(|s| s.pos0..s.pos0 + s.t).collect();
-        rope_bwd(&mut dq, &positions, hq, d, &self.rope)?;
-        rope_bwd(&mut dk, &positions, hkv, d, &self.rope)?;
-        if let Some((qn, kn)) = lo.qk_norm {
-            let mut dq_pre = vec![0.0; t * qd];
-            let mut dk_pre = vec![0.0; t * kvd];
+        rope_bwd(dq, &positions, hq, d, &self.rope)?;
+        rope_bwd(dk, &positions, hkv, d, &self.rope)?;
+        let (dq, dk): (&[f32], &[f32]) = if let Some((qn, kn)) = lo.qk_norm {
+            let dq_pre = scratch(&mut ws.dq_pre, t * qd);
+            let dk_pre = scratch(&mut ws.dk_pre, t * kvd);
             rmsnorm_bwd(
-                &mut dq_pre,
+                dq_pre,
                 g(grads, qn, d),
-                &dq,
+                dq,
                 &a.q_pre,
                 self.w(qn, d),
                 &a.q_rstd,
@@ -206,45 +232,49 @@ impl Model {
                 d,
             )?;
             rmsnorm_bwd(
-                &mut dk_pre,
+                dk_pre,
                 g(grads, kn, d),
-                &dk,
+                dk,
                 &a.k_pre,
                 self.w(kn, d),
                 &a.k_rstd,
                 t * hkv,
                 d,
             )?;
-            dq = dq_pre;
-            dk = dk_pre;
-        }
+            (dq_pre, dk_pre)
+        } else {
+            (dq, dk)
+        };
+        let dv: &[f32] = dv;
         if let Some((bq, bk, bv)) = lo.qkv_bias {
-            acc_bias_grad(g(grads, bq, qd), &dq);
-            acc_bias_grad(g(grads, bk, kvd), &dk);
-            acc_bias_grad(g(grads, bv, kvd), &dv);
+            acc_bias_grad(g(grads, bq, qd), dq);
+            acc_bias_grad(g(grads, bk, kvd), dk);
+            acc_bias_grad(g(grads, bv, kvd), dv);
         }
-        let mut dxn1 = vec![0.0; t * h];
-        input_grad(&mut dxn1, &dq, self.w(lo.q, qd * h), t, h, qd, false)?;
-        input_grad(&mut dxn1, &dk, self.w(lo.k, kvd * h), t, h, kvd, true)?;
-        input_grad(&mut dxn1, &dv, self.w(lo.v, kvd * h), t, h, kvd, true)?;
-        acc_weight_grad(g(grads, lo.q, qd * h), &dq, &a.xn1, t, h, qd)?;
-        acc_weight_grad(g(grads, lo.k, kvd * h), &dk, &a.xn1, t, h, kvd)?;
-        acc_weight_grad(g(grads, lo.v, kvd * h), &dv, &a.xn1, t, h, kvd)?;
-        let mut dx = vec![0.0; t * h];
+        let xn1 = scratch(&mut ws.xn, t * h);
+        let rstd = scratch(&mut ws.rstd, t);
+        rmsnorm_fwd(xn1, rstd, x, self.w(lo.input_norm, h), t, h, eps)?;
+        let dxn1 = scratch(&mut ws.dxn, t * h);
+        input_grad(dxn1, dq, self.w(lo.q, qd * h), t, h, qd, false)?;
+        input_grad(dxn1, dk, self.w(lo.k, kvd * h), t, h, kvd, true)?;
+        input_grad(dxn1, dv, self.w(lo.v, kvd * h), t, h, kvd, true)?;
+        acc_weight_grad(g(grads, lo.q, qd * h), dq, xn1, t, h, qd)?;
+        acc_weight_grad(g(grads, lo.k, kvd * h), dk, xn1, t, h, kvd)?;
+        acc_weight_grad(g(grads, lo.v, kvd * h), dv, xn1, t, h, kvd)?;
         rmsnorm_bwd(
-            &mut dx,
+            dx,
             g(grads, lo.input_norm, h),
-            &dxn1,
+            dxn1,
             x,
             self.w(lo.input_norm, h),
             &a.rstd1,
             t,
             h,
         )?;
-        for (x, m) in dx.iter_mut().zip(&dmid) {
+        for (x, m) in dx.iter_mut().zip(dmid.iter()) {
             *x += m;
         }
-        Ok(dx)
+        Ok(())
     }
 
     /// Backward from per-token `dlogp` (and optional `dentropy`), shaped like the forward's
@@ -353,17 +383,21 @@ impl Model {
             h,
         )?;
         drop(dxf);
-        // Layers, last to first.
+        // Layers, last to first; `dx` and `dnext` swap roles each layer.
+        let mut dnext = vec![0.0; n_rows * h];
+        let mut ws = BwdScratch::default();
+        let mut fws = FwdScratch::default();
         for l in (0..nl).rev() {
             let x = &acts.acts.inputs[l];
             let recomputed;
             let layer = if acts.opts.recompute {
-                recomputed = self.layer_fwd(l, x, &spans)?.0;
+                recomputed = self.layer_fwd_with(l, x, &spans, &mut fws)?.0;
                 &recomputed
             } else {
                 &acts.acts.layers[l]
             };
-            dx = self.layer_bwd(l, x, layer, &dx, &spans, grads)?;
+            self.layer_bwd(l, x, layer, &dx, &mut dnext, &spans, grads, &mut ws)?;
+            std::mem::swap(&mut dx, &mut dnext);
         }
         let tokens: Vec<u32> = acts
             .segs

@@ -72,10 +72,9 @@ pub struct ForwardOutput {
 /// Saved activations of one layer for one segment of `T` tokens (shapes in comments).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LayerActs {
-    /// `[T]` input RMSNorm reciprocal std.
+    /// `[T]` input RMSNorm reciprocal std (the normalised input itself is recomputed in
+    /// backward from the layer input: one cheap row pass instead of `[T, H]` saved floats).
     pub rstd1: Vec<f32>,
-    /// `[T, H]` normalised input.
-    pub xn1: Vec<f32>,
     /// `[T, Hq·D]` q projection before QK-norm (Qwen3 only; empty otherwise).
     pub q_pre: Vec<f32>,
     /// `[T, Hkv·D]` k projection before QK-norm (Qwen3 only).
@@ -96,16 +95,33 @@ pub(crate) struct LayerActs {
     pub lse: Vec<f32>,
     /// `[T, H]` residual stream after attention.
     pub x_mid: Vec<f32>,
-    /// `[T]` post-attention RMSNorm reciprocal std.
+    /// `[T]` post-attention RMSNorm reciprocal std (normalised MLP input recomputed in
+    /// backward from `x_mid`).
     pub rstd2: Vec<f32>,
-    /// `[T, H]` normalised MLP input.
-    pub xn2: Vec<f32>,
     /// `[T, I]` gate projection.
     pub gate: Vec<f32>,
-    /// `[T, I]` up projection.
+    /// `[T, I]` up projection (`silu(gate)·up` is recomputed in backward).
     pub up: Vec<f32>,
+}
+
+/// Reusable temporaries of [`Model::layer_fwd_with`]: buffers that do not outlive one layer
+/// (normalised inputs, SwiGLU activation), kept across the layers of a batch so they are
+/// allocated (and page-faulted) once per forward instead of once per layer.
+#[derive(Debug, Default)]
+pub(crate) struct FwdScratch {
+    /// `[T, H]` normalised input of attention, then of the MLP.
+    xn: Vec<f32>,
     /// `[T, I]` silu(gate)·up.
-    pub act: Vec<f32>,
+    act: Vec<f32>,
+}
+
+/// `v[..n]`, growing `v` (zero-filled) when it is shorter; the contents are stale, so only
+/// for outputs that are overwritten.
+pub(crate) fn scratch(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+    &mut v[..n]
 }
 
 /// A contiguous token span (see the module doc).
@@ -202,8 +218,8 @@ impl Activations {
         let mut n = a.inputs.iter().map(Vec::len).sum::<usize>() + a.xf.len() + a.rstd_f.len();
         for l in &a.layers {
             n += [
-                &l.rstd1, &l.xn1, &l.q_pre, &l.k_pre, &l.q_rstd, &l.k_rstd, &l.q, &l.k, &l.v,
-                &l.att, &l.lse, &l.x_mid, &l.rstd2, &l.xn2, &l.gate, &l.up, &l.act,
+                &l.rstd1, &l.q_pre, &l.k_pre, &l.q_rstd, &l.k_rstd, &l.q, &l.k, &l.v, &l.att,
+                &l.lse, &l.x_mid, &l.rstd2, &l.gate, &l.up,
             ]
             .iter()
             .map(|v| v.len())
@@ -296,6 +312,17 @@ impl Model {
         x: &[f32],
         spans: &[Span<'_>],
     ) -> Result<(LayerActs, Vec<f32>)> {
+        self.layer_fwd_with(l, x, spans, &mut FwdScratch::default())
+    }
+
+    /// [`Model::layer_fwd`] with caller-owned temporaries (reused across layers).
+    pub(crate) fn layer_fwd_with(
+        &self,
+        l: usize,
+        x: &[f32],
+        spans: &[Span<'_>],
+        ws: &mut FwdScratch,
+    ) -> Result<(LayerActs, Vec<f32>)> {
         let c = &self.config;
         let (h, qd, kvd, inter) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
         let (hq, hkv, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
@@ -307,11 +334,11 @@ impl Model {
         }
         let mut a = LayerActs {
             rstd1: vec![0.0; t],
-            xn1: vec![0.0; t * h],
             ..Default::default()
         };
+        let xn = scratch(&mut ws.xn, t * h);
         rmsnorm_fwd(
-            &mut a.xn1,
+            xn,
             &mut a.rstd1,
             x,
             self.w(lo.input_norm, h),
@@ -322,9 +349,9 @@ impl Model {
         let mut q = vec![0.0; t * qd];
         let mut k = vec![0.0; t * kvd];
         let mut v = vec![0.0; t * kvd];
-        linear(&mut q, &a.xn1, self.w(lo.q, qd * h), t, h, qd)?;
-        linear(&mut k, &a.xn1, self.w(lo.k, kvd * h), t, h, kvd)?;
-        linear(&mut v, &a.xn1, self.w(lo.v, kvd * h), t, h, kvd)?;
+        linear(&mut q, xn, self.w(lo.q, qd * h), t, h, qd)?;
+        linear(&mut k, xn, self.w(lo.k, kvd * h), t, h, kvd)?;
+        linear(&mut v, xn, self.w(lo.v, kvd * h), t, h, kvd)?;
         if let Some((bq, bk, bv)) = lo.qkv_bias {
             add_bias(&mut q, self.w(bq, qd));
             add_bias(&mut k, self.w(bk, kvd));
@@ -391,13 +418,23 @@ impl Model {
         a.q = q;
         a.k = k;
         a.v = v;
-        let mut o = vec![0.0; t * h];
-        linear(&mut o, &a.att, self.w(lo.o, h * qd), t, qd, h)?;
-        a.x_mid = x.iter().zip(&o).map(|(x, o)| x + o).collect();
+        // x_mid = x + o_proj(att): the product is accumulated onto a copy of x.
+        a.x_mid = x.to_vec();
+        matmul(
+            &mut a.x_mid,
+            &a.att,
+            self.w(lo.o, h * qd),
+            t,
+            qd,
+            h,
+            false,
+            true,
+            true,
+        )?;
         a.rstd2 = vec![0.0; t];
-        a.xn2 = vec![0.0; t * h];
+        let xn = scratch(&mut ws.xn, t * h);
         rmsnorm_fwd(
-            &mut a.xn2,
+            xn,
             &mut a.rstd2,
             &a.x_mid,
             self.w(lo.post_norm, h),
@@ -407,15 +444,23 @@ impl Model {
         )?;
         a.gate = vec![0.0; t * inter];
         a.up = vec![0.0; t * inter];
-        a.act = vec![0.0; t * inter];
-        linear(&mut a.gate, &a.xn2, self.w(lo.gate, inter * h), t, h, inter)?;
-        linear(&mut a.up, &a.xn2, self.w(lo.up, inter * h), t, h, inter)?;
-        swiglu_fwd(&mut a.act, &a.gate, &a.up)?;
-        let mut out = vec![0.0; t * h];
-        linear(&mut out, &a.act, self.w(lo.down, h * inter), t, inter, h)?;
-        for (o, m) in out.iter_mut().zip(&a.x_mid) {
-            *o += m;
-        }
+        linear(&mut a.gate, xn, self.w(lo.gate, inter * h), t, h, inter)?;
+        linear(&mut a.up, xn, self.w(lo.up, inter * h), t, h, inter)?;
+        let act = scratch(&mut ws.act, t * inter);
+        swiglu_fwd(act, &a.gate, &a.up)?;
+        // out = x_mid + down(act), accumulated onto a copy of x_mid.
+        let mut out = a.x_mid.clone();
+        matmul(
+            &mut out,
+            act,
+            self.w(lo.down, h * inter),
+            t,
+            inter,
+            h,
+            false,
+            true,
+            true,
+        )?;
         Ok((a, out))
     }
 
@@ -440,8 +485,9 @@ impl Model {
             h,
         )?;
         let mut acts = BatchActs::default();
+        let mut ws = FwdScratch::default();
         for l in 0..self.config.num_layers {
-            let (a, out) = self.layer_fwd(l, &x, &spans)?;
+            let (a, out) = self.layer_fwd_with(l, &x, &spans, &mut ws)?;
             let x_in = std::mem::replace(&mut x, out);
             if save_inputs {
                 acts.inputs.push(x_in);

@@ -2,19 +2,24 @@
 //! and the peer (PyTorch / TRL, found through `GRPO_PEER_PYTHON`) in the same
 //! invocation and print the ratio; results go to `target/bench/<name>.json`.
 //!
-//! - `cpu [--reps N] [--quick] [C1 C2 C3 C3b C4 ...]`: the CPU workloads of
+//! - `cpu [--reps N] [--quick] [C1 C2 C3 C3b C4 C5 ...]`: the CPU workloads of
 //!   `shared/docs/performance.md` §4. Ours runs through the hidden `grpo bench`
 //!   subcommand (release build); the peer through `scripts/bench_cpu_peer.py`, which
 //!   reuses `shared/bench/peer_bench_cpu.py`. Generation workloads are also run
 //!   without prefix sharing (`C1-noshare`, ...; the peer has no sharing). `--quick`
-//!   keeps the tiny-model workloads (C1, C2) only.
+//!   keeps the tiny-model workloads (C1, C2) only. C5 (fused LM head + GRPO loss,
+//!   fwd+bwd) runs the `bench_c5` example of grpo-kernels against the eager PyTorch
+//!   script `xtask/peer/bench_c5.py`, and adds a memory row `C5-mem` (extra bytes of
+//!   one fwd+bwd: peak resident-set delta on both sides, ours also as the ops' computed
+//!   workspace; ratio = peer/ours, so > 10 meets the "less than a tenth" goal).
 //! - `e2e [--reps N]`: one GRPO step of the TRL CPU workload (tiny Qwen2, 16 prompts ×
 //!   G=8, 32 new tokens) against `shared/bench/trl_grpo_step_cpu.py` (TRL GRPOTrainer).
 //!
 //! Both sides run on the same 2 threads (`RAYON_NUM_THREADS`, `OMP_NUM_THREADS`), one
 //! untimed warm-up, median of the timed runs. `target/bench/<name>.json` holds
 //! `{"C2": {"ours": s, "peer": s, "ratio": peer/ours, "unit": "s"}, ...}` (ratio > 1 means
-//! we are faster; `peer`/`ratio` are null without a peer) and `<name>-detail.json` the raw
+//! we are faster, or for `unit: "bytes"` rows that we use less memory; `peer`/`ratio` are
+//! null without a peer) and `<name>-detail.json` the raw
 //! outputs of both sides. The peer directory defaults to `../shared/bench` and can be set
 //! with `GRPO_PEER_BENCH_DIR`.
 
@@ -31,12 +36,13 @@ const THREADS: &str = "2";
 
 /// The CPU workloads, in order, and whether they are generation workloads (run with and
 /// without prefix sharing).
-const CPU_WORKLOADS: [(&str, bool); 5] = [
+const CPU_WORKLOADS: [(&str, bool); 6] = [
     ("C1", true),
     ("C2", false),
     ("C3", true),
     ("C3b", true),
     ("C4", false),
+    ("C5", false),
 ];
 
 /// Entry point.
@@ -96,23 +102,35 @@ fn cpu(args: &[String]) -> anyhow::Result<()> {
                     .iter()
                     .copied()
                     .find(|(k, _)| k.eq_ignore_ascii_case(w))
-                    .with_context(|| format!("unknown CPU workload `{w}` (C1 C2 C3 C3b C4)"))
+                    .with_context(|| format!("unknown CPU workload `{w}` (C1 C2 C3 C3b C4 C5)"))
             })
             .collect::<anyhow::Result<_>>()?
     };
-    let grpo = build_ours()?;
+    let model_workloads: Vec<(&str, bool)> = selected
+        .iter()
+        .copied()
+        .filter(|(w, _)| *w != "C5")
+        .collect();
+    let with_c5 = selected.iter().any(|(w, _)| *w == "C5");
 
     let mut ours = Map::new();
-    for &(w, is_gen) in &selected {
-        ours.insert(w.to_string(), run_ours(&grpo, w, o.reps, false)?);
-        if is_gen {
-            ours.insert(format!("{w}-noshare"), run_ours(&grpo, w, o.reps, true)?);
+    if !model_workloads.is_empty() {
+        let grpo = build_ours()?;
+        for &(w, is_gen) in &model_workloads {
+            ours.insert(w.to_string(), run_ours(&grpo, w, o.reps, false)?);
+            if is_gen {
+                ours.insert(format!("{w}-noshare"), run_ours(&grpo, w, o.reps, true)?);
+            }
         }
     }
+    if with_c5 {
+        ours.insert("C5".to_string(), run_ours_c5(o.reps)?);
+    }
 
-    let names: Vec<String> = selected.iter().map(|(w, _)| w.to_string()).collect();
-    let peer = match peer_python() {
-        Some(py) => {
+    let names: Vec<String> = model_workloads.iter().map(|(w, _)| w.to_string()).collect();
+    let py = peer_python();
+    let mut peer = match &py {
+        Some(py) if !names.is_empty() => {
             let script = project_root().join("scripts/bench_cpu_peer.py");
             let mut cmd = Command::new(py);
             cmd.arg(script)
@@ -122,16 +140,39 @@ fn cpu(args: &[String]) -> anyhow::Result<()> {
                 .args(&names);
             Some(run_json(&mut cmd, "peer (PyTorch)")?)
         }
+        Some(_) => Some(json!({})),
         None => None,
     };
+    if let (Some(py), Some(Value::Object(p)), true) = (&py, &mut peer, with_c5) {
+        let mut cmd = Command::new(py);
+        cmd.arg(project_root().join("xtask/peer/bench_c5.py"))
+            .args(["--reps", &o.reps.to_string()]);
+        p.insert(
+            "C5".to_string(),
+            run_json(&mut cmd, "peer C5 (PyTorch eager)")?,
+        );
+    }
 
     let mut rows = Vec::new();
     for &(w, is_gen) in &selected {
         let peer_s = peer.as_ref().and_then(|p| p[w]["s"].as_f64());
-        rows.push((w.to_string(), seconds(&ours[w])?, peer_s));
+        rows.push(Row::seconds(w, seconds(&ours[w])?, peer_s));
         if is_gen {
             let k = format!("{w}-noshare");
-            rows.push((k.clone(), seconds(&ours[&k])?, peer_s));
+            rows.push(Row::seconds(&k, seconds(&ours[&k])?, peer_s));
+        }
+        if w == "C5" {
+            let bytes = |v: Option<&Value>| v.and_then(|v| v["peak_rss_delta_bytes"].as_f64());
+            let ours_b = bytes(ours.get("C5"))
+                .or_else(|| ours["C5"]["workspace_bytes"].as_f64())
+                .context("ours C5 reported no memory")?;
+            let peer_b = bytes(peer.as_ref().map(|p| &p["C5"]));
+            rows.push(Row {
+                name: "C5-mem".to_string(),
+                ours: ours_b,
+                peer: peer_b,
+                unit: "bytes",
+            });
         }
     }
     report("cpu", &rows, json!({"ours": ours, "peer": peer}))
@@ -157,7 +198,7 @@ fn e2e(args: &[String]) -> anyhow::Result<()> {
     let peer_s = peer
         .as_ref()
         .and_then(|p| p["step_s_median_after_first"].as_f64());
-    let rows = vec![("E2E".to_string(), seconds(&ours)?, peer_s)];
+    let rows = vec![Row::seconds("E2E", seconds(&ours)?, peer_s)];
     report("e2e", &rows, json!({"ours": ours, "peer": peer}))
 }
 
@@ -205,6 +246,25 @@ fn run_ours(grpo: &Path, workload: &str, reps: usize, no_share: bool) -> anyhow:
     run_json(&mut cmd, &label)
 }
 
+/// Builds and runs the `bench_c5` example of grpo-kernels (release).
+fn run_ours_c5(reps: usize) -> anyhow::Result<Value> {
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "grpo-kernels",
+        "--example",
+        "bench_c5",
+    ])?;
+    let exe = format!("bench_c5{}", std::env::consts::EXE_SUFFIX);
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"));
+    let mut cmd = Command::new(target.join("release/examples").join(exe));
+    cmd.args(["--reps", &reps.to_string()]);
+    run_json(&mut cmd, "ours C5")
+}
+
 /// Runs `cmd` on the benchmark threads and parses the last line of its stdout as JSON.
 fn run_json(cmd: &mut Command, label: &str) -> anyhow::Result<Value> {
     cmd.current_dir(project_root())
@@ -238,26 +298,50 @@ fn seconds(v: &Value) -> anyhow::Result<f64> {
         .with_context(|| format!("no `s` (seconds) in {v}"))
 }
 
+/// One line of the summary table.
+struct Row {
+    name: String,
+    ours: f64,
+    peer: Option<f64>,
+    /// `"s"` (ratio = peer/ours time) or `"bytes"` (ratio = peer/ours memory).
+    unit: &'static str,
+}
+
+impl Row {
+    fn seconds(name: &str, ours: f64, peer: Option<f64>) -> Self {
+        Row {
+            name: name.to_string(),
+            ours,
+            peer,
+            unit: "s",
+        }
+    }
+}
+
 /// Prints the table and writes `target/bench/<name>.json` and `<name>-detail.json`.
-fn report(name: &str, rows: &[(String, f64, Option<f64>)], detail: Value) -> anyhow::Result<()> {
+fn report(name: &str, rows: &[Row], detail: Value) -> anyhow::Result<()> {
     let mut summary = Map::new();
     println!(
-        "\n{:<12} {:>10} {:>10} {:>12}  unit",
+        "\n{:<12} {:>12} {:>12} {:>12}  unit",
         "workload", "ours", "peer", "peer/ours"
     );
-    for (w, ours, peer) in rows {
-        let ratio = peer.map(|p| p / ours);
+    for r in rows {
+        let ratio = r.peer.map(|p| p / r.ours);
         let fmt = |x: Option<f64>, prec: usize| {
             x.map_or_else(|| "-".to_string(), |x| format!("{x:.prec$}"))
         };
+        let prec = if r.unit == "s" { 4 } else { 0 };
         println!(
-            "{w:<12} {ours:>10.4} {:>10} {:>12}  s",
-            fmt(*peer, 4),
-            fmt(ratio, 2)
+            "{:<12} {:>12} {:>12} {:>12}  {}",
+            r.name,
+            fmt(Some(r.ours), prec),
+            fmt(r.peer, prec),
+            fmt(ratio, 2),
+            r.unit
         );
         summary.insert(
-            w.clone(),
-            json!({"ours": ours, "peer": peer, "ratio": ratio, "unit": "s"}),
+            r.name.clone(),
+            json!({"ours": r.ours, "peer": r.peer, "ratio": ratio, "unit": r.unit}),
         );
     }
     let dir = project_root().join("target/bench");

@@ -182,6 +182,15 @@ impl Online {
     }
 }
 
+/// Bytes of scratch memory [`logprob_fwd`] or [`logprob_bwd`] allocates for `t` tokens and a
+/// vocabulary chunk of `chunk` rows: one `[min(t, 1024), chunk]` f32 logits block plus, in
+/// the forward, the per-token online statistics. This is the op's whole extra memory (the
+/// outputs and the `dlm_head` accumulator are the caller's).
+pub fn workspace_bytes(t: usize, chunk: usize) -> usize {
+    let tb = t.min(TOKEN_BLOCK);
+    tb * chunk * std::mem::size_of::<f32>() + tb * std::mem::size_of::<Online>()
+}
+
 /// Fused forward: `logp`, `entropy`, `lse` (all `[t]`, overwritten) from `hidden [t, h]` and
 /// `lm_head [v, h]`, processing `chunk` vocabulary rows at a time. See the module contract.
 pub fn logprob_fwd(
@@ -290,15 +299,10 @@ pub fn logprob_bwd(
                 .enumerate()
                 .with_min_len(4)
                 .for_each(|(i, row)| {
-                    let (ai, bi, li, hi) = (a[i], b[i], l[i], ent[i]);
-                    for z in row.iter_mut() {
-                        let logp = *z - li;
-                        let p = math::exp(logp);
-                        *z = -ai * p - bi * p * (logp + hi);
-                    }
+                    dlogits_row(row, a[i], b[i], l[i], ent[i]);
                     let id = tgt[i] as usize;
                     if (c0..c0 + cv).contains(&id) {
-                        row[id - c0] += ai;
+                        row[id - c0] += a[i];
                     }
                 });
             // dhidden[rows] (= or +=) dz · lm_head[c0..c0+cv]
@@ -364,6 +368,18 @@ pub fn logprob_bwd(
         }
     }
     Ok(())
+}
+
+math::multiversion! {
+/// In place: logits `z` of one token → `∂L/∂z = −dlogp·p − dentropy·p·(log p + entropy)`
+/// (the target's `+dlogp` is added by the caller).
+fn dlogits_row(row: &mut [f32], dlogp: f32, dentropy: f32, lse: f32, entropy: f32) {
+    for z in row.iter_mut() {
+        let logp = *z - lse;
+        let p = math::exp(logp);
+        *z = -dlogp * p - dentropy * p * (logp + entropy);
+    }
+}
 }
 
 /// Plain logits `out[t, v] = hidden[t, h] · lm_head[v, h]ᵀ` (overwritten), for sampling.

@@ -7,10 +7,56 @@
 //! tests against f64), it returns exactly `0` below `-87` (so `-inf` maps to `0`) and
 //! saturates at `e^88` above `88`. Every caller applies it to `x − max ≤ 0`.
 //!
-//! The reductions accumulate in 8 independent f32 lanes (so they vectorise without
+//! The reductions accumulate in 16 independent f32 lanes (so they vectorise without
 //! reassociation flags) and combine the lanes in f64.
+//!
+//! The crate is built for the baseline x86-64 target (SSE2), so hot loops are compiled a
+//! second and third time with AVX2+FMA and AVX-512 enabled and picked at run time by
+//! [`multiversion!`]; all versions run the same scalar code (no FMA contraction, same lane
+//! order), so they return bit-identical results.
 
-const LANES: usize = 8;
+const LANES: usize = 16;
+
+/// Defines `fn NAME(args) -> R` whose body is compiled for the baseline target and, on
+/// x86-64, also with AVX2+FMA and with AVX-512F; the widest version the CPU supports runs
+/// (feature detection is cached by `std`). Use it for the innermost elementwise loops, not
+/// around rayon calls (closures do not inherit target features).
+macro_rules! multiversion {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn imp($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+                fn v4($($arg: $ty),*) $(-> $ret)? {
+                    imp($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn v3($($arg: $ty),*) $(-> $ret)? {
+                    imp($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                {
+                    // SAFETY: the CPU supports every feature `v4` is compiled with.
+                    return unsafe { v4($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU supports every feature `v3` is compiled with.
+                    return unsafe { v3($($arg),*) };
+                }
+            }
+            imp($($arg),*)
+        }
+    };
+}
+pub(crate) use multiversion;
 
 /// Fast `e^x`; see the module doc for range and accuracy.
 #[inline(always)]
@@ -20,17 +66,23 @@ pub(crate) fn exp(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding and subtracting rounds to nearest
     let xc = x.clamp(-87.0, 88.0);
-    let n = (xc * LOG2E + ROUND) - ROUND;
+    let t = xc * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = xc - n * LN2_HI - n * LN2_LO;
     let p = ((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
         + 0.5;
     let y = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // `t = 1.5·2^23 + n` with |n| ≤ 127 holds the integer n in its low mantissa bits, so the
+    // bit difference is n (two's complement); integer ops only, which vectorise (a float to
+    // int cast would not: Rust's saturating `as` does not map to one SIMD instruction).
+    let ni = t.to_bits().wrapping_sub(ROUND.to_bits());
+    let scale = f32::from_bits(ni.wrapping_add(127) << 23);
     if x < -87.0 { 0.0 } else { y * scale }
 }
 
+multiversion! {
 /// Maximum of a slice (`-inf` for an empty slice; NaNs are ignored).
 pub(crate) fn max(xs: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];
@@ -49,7 +101,9 @@ pub(crate) fn max(xs: &[f32]) -> f32 {
     }
     m
 }
+}
 
+multiversion! {
 /// In place `xs[i] = e^(xs[i] − m)`; returns the sum (lanes combined in f64).
 pub(crate) fn exp_sub_inplace(xs: &mut [f32], m: f32) -> f64 {
     let mut acc = [0.0f32; LANES];
@@ -68,7 +122,9 @@ pub(crate) fn exp_sub_inplace(xs: &mut [f32], m: f32) -> f64 {
     }
     s
 }
+}
 
+multiversion! {
 /// `(Σ e^(x−m), Σ e^(x−m)·(x−m))` without modifying `xs` (lanes combined in f64).
 pub(crate) fn exp_moments(xs: &[f32], m: f32) -> (f64, f64) {
     let mut a0 = [0.0f32; LANES];
@@ -93,12 +149,15 @@ pub(crate) fn exp_moments(xs: &[f32], m: f32) -> (f64, f64) {
     }
     (s0, s1)
 }
+}
 
+multiversion! {
 /// In place `xs[i] *= s`.
 pub(crate) fn scale(xs: &mut [f32], s: f32) {
     for x in xs {
         *x *= s;
     }
+}
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 /// Elements per rayon task.
 const CHUNK: usize = 4096;
 
-#[inline]
+#[inline(always)]
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + super::math::exp(-x))
 }
@@ -30,11 +30,7 @@ pub fn swiglu_fwd(out: &mut [f32], gate: &[f32], up: &[f32]) -> Result<()> {
     out.par_chunks_mut(CHUNK)
         .zip(gate.par_chunks(CHUNK))
         .zip(up.par_chunks(CHUNK))
-        .for_each(|((o, g), u)| {
-            for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-                *o = g * sigmoid(g) * u;
-            }
-        });
+        .for_each(|((o, g), u)| fwd_chunk(o, g, u));
     Ok(())
 }
 
@@ -57,16 +53,27 @@ pub fn swiglu_bwd(
         .zip(dup.par_chunks_mut(CHUNK))
         .zip(dout.par_chunks(CHUNK))
         .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
-        .for_each(|(((dg, du), d), (g, u))| {
-            for ((((dg, du), &d), &g), &u) in dg.iter_mut().zip(du.iter_mut()).zip(d).zip(g).zip(u)
-            {
-                let s = sigmoid(g);
-                let silu = g * s;
-                *du = d * silu;
-                *dg = d * u * s * (1.0 + g * (1.0 - s));
-            }
-        });
+        .for_each(|(((dg, du), d), (g, u))| bwd_chunk(dg, du, d, g, u));
     Ok(())
+}
+
+super::math::multiversion! {
+fn fwd_chunk(o: &mut [f32], g: &[f32], u: &[f32]) {
+    for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+        *o = g * sigmoid(g) * u;
+    }
+}
+}
+
+super::math::multiversion! {
+fn bwd_chunk(dg: &mut [f32], du: &mut [f32], d: &[f32], g: &[f32], u: &[f32]) {
+    for ((((dg, du), &d), &g), &u) in dg.iter_mut().zip(du.iter_mut()).zip(d).zip(g).zip(u) {
+        let s = sigmoid(g);
+        let silu = g * s;
+        *du = d * silu;
+        *dg = d * u * s * (1.0 + g * (1.0 - s));
+    }
+}
 }
 
 #[cfg(test)]
