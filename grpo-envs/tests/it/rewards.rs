@@ -211,3 +211,52 @@ fn team_builder_reward_is_accuracy_minus_cost_minus_rationality() {
     });
     assert!(close(empty.outcome.total, 0.0), "{:?}", empty.outcome);
 }
+
+#[test]
+fn gui_critic_pays_format_judgement_and_suggestion() {
+    let p = serde_json::Value::Null;
+    let (mut saw_correct, mut saw_incorrect) = (false, false);
+    for seed in 0..16 {
+        let ep = oracle_episode("synthgui-critic", &p, seed);
+        let o = &ep.outcome;
+        let label_correct = ep.turn_texts[0].contains("<judgement>correct</judgement>");
+        assert!(
+            close(o.get("judgement"), 1.0) && close(o.get("format"), 0.1),
+            "{o:?}"
+        );
+        let want = if label_correct { 1.1 } else { 1.6 };
+        assert!(
+            close(o.total, want) && close(o.anchor, want),
+            "seed {seed}: {o:?}"
+        );
+        saw_correct |= label_correct;
+        saw_incorrect |= !label_correct;
+        // The opposite verdict: format only.
+        let flipped = if label_correct {
+            "<judgement>incorrect</judgement>".to_string()
+        } else {
+            "<judgement>correct</judgement>".to_string()
+        };
+        let wrong = run_with(
+            "synthgui-critic",
+            &p,
+            seed,
+            RunConfig::default(),
+            move |_, _| flipped.clone(),
+        );
+        assert!(
+            close(wrong.outcome.total, 0.1),
+            "seed {seed}: {:?}",
+            wrong.outcome
+        );
+        // No verdict at all: nothing.
+        let none = run_with("synthgui-critic", &p, seed, RunConfig::default(), |_, _| {
+            "looks fine".into()
+        });
+        assert!(close(none.outcome.total, 0.0) && !none.steps[0].action_valid);
+    }
+    assert!(
+        saw_correct && saw_incorrect,
+        "both labels occur in 16 seeds"
+    );
+}
