@@ -18,6 +18,7 @@ use crate::env::{
 };
 use crate::error::{EnvError, Result};
 use crate::message::Message;
+use crate::parse::truncation_note;
 use crate::seed::{derive_seed, rng};
 
 /// Scripted opponent kinds.
@@ -579,7 +580,10 @@ impl<G: MultiAgentEnv> Env for VsBot<G> {
                 if self.errors > self.cfg.error_allowance {
                     self.forfeited = true;
                     let mut o = StepOutcome::invalid(
-                        format!("Invalid move: {e}. Too many invalid moves: you forfeit."),
+                        format!(
+                            "Invalid move: {e}{}. Too many invalid moves: you forfeit.",
+                            truncation_note(turn.truncated())
+                        ),
                         self.cfg.invalid_penalty,
                     );
                     o.end = Some(EndSignal::Terminated { success: false });
@@ -587,7 +591,11 @@ impl<G: MultiAgentEnv> Env for VsBot<G> {
                     return Ok(o);
                 }
                 let mut o = StepOutcome::invalid(
-                    format!("Invalid move: {e}.\n{}", self.game.observation(self.seat)),
+                    format!(
+                        "Invalid move: {e}{}.\n{}",
+                        truncation_note(turn.truncated()),
+                        self.game.observation(self.seat)
+                    ),
                     self.cfg.invalid_penalty,
                 );
                 o.state_key = self.state_key();
@@ -903,7 +911,8 @@ pub fn run_self_play<G: MultiAgentEnv>(
         let action_key = applied.as_ref().ok().cloned();
         if let Err(e) = &applied {
             st[s].errors += 1;
-            st[s].note = format!("Invalid move: {e}.\n");
+            let cut = truncation_note(res.finish == crate::env::FinishReason::Length);
+            st[s].note = format!("Invalid move: {e}{cut}.\n");
             if st[s].errors > cfg.error_allowance {
                 forfeit = Some(s);
             }

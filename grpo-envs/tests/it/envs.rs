@@ -233,3 +233,28 @@ fn calc_python_tool_runs_in_the_sandbox_with_errors_and_timeouts_as_observations
     };
     assert!(bad.to_string().contains("tool_timeout_s"), "{bad}");
 }
+
+#[test]
+fn over_long_invalid_turns_are_told_they_were_cut() {
+    use grpo_envs::FinishReason;
+    let mut checked = 0;
+    for info in envs::list().into_iter().filter(|i| i.multi_turn) {
+        let mut e = envs::make(info.name, &serde_json::Value::Null).unwrap();
+        e.reset(&TaskSpec::seed(1)).unwrap();
+        let turn = Turn {
+            index: 0,
+            text: "Let me think about this very carefully and at great length, first",
+            finish: &FinishReason::Length,
+        };
+        let o = e.step(&turn).unwrap();
+        assert!(!o.action_valid, "{}", info.name);
+        let said: String = o.observation.iter().map(|m| m.content.as_str()).collect();
+        assert!(
+            said.contains("cut at the per-turn token limit"),
+            "{}: {said}",
+            info.name
+        );
+        checked += 1;
+    }
+    assert!(checked >= 8, "{checked}");
+}
