@@ -8,6 +8,11 @@
 //! segments (loss mask = 1 exactly on policy-sampled ids), [`StepRecord`]s for
 //! step-level estimators, and reward breakdowns (ours and the anchor's).
 //!
+//! Task files load through [`load_tasks`]: JSONL always, Parquet (Hugging Face
+//! dataset shards, Snappy or Zstd) with the `parquet` cargo feature, both mapped
+//! to [`TaskRecord`]s by one [`ColumnMap`] and visited by a seeded, resumable
+//! [`Cursor`].
+//!
 //! ```
 //! use grpo_envs::{envs, EpisodeRunner, EpisodeSpec, RunConfig, TaskSpec, ViewKind};
 //! use grpo_envs::testing::{ByteRenderer, ScriptedSampler};
@@ -43,6 +48,8 @@ pub mod tool;
 pub mod transcript;
 
 pub use dataset::{ColumnMap, Cursor, TaskRecord, load_jsonl, load_tasks};
+#[cfg(feature = "parquet")]
+pub use dataset::load_parquet;
 pub use env::{
     EndSignal, Env, EpisodeView, FinishReason, Limits, Reset, RewardBreakdown, StepOutcome,
     TaskSpec, Turn,

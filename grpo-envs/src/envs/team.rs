@@ -4,7 +4,7 @@
 //! `add_role {"role": R}` with R in parser / lookup / calculator / verifier /
 //! summariser, `connect {"from": "in" | i, "to": j}`, `remove {"node": i}`, `run {}`.
 //! Data flows input → parser (lines) → lookup (priced lines) → calculator
-//! (total) → [verifier] → summariser (answer); the graph's answer comes from a
+//! (total) → \[verifier\] → summariser (answer); the graph's answer comes from a
 //! summariser sink, else a calculator sink.
 //!
 //! Reward (MasHost's three objectives; anchor and ours agree): `accuracy` 1/0

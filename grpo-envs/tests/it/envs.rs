@@ -241,6 +241,7 @@ fn over_long_invalid_turns_are_told_they_were_cut() {
     for info in envs::list().into_iter().filter(|i| i.multi_turn) {
         let mut e = envs::make(info.name, &serde_json::Value::Null).unwrap();
         e.reset(&TaskSpec::seed(1)).unwrap();
+        let key_before = e.state_key();
         let turn = Turn {
             index: 0,
             text: "Let me think about this very carefully and at great length, first",
@@ -248,6 +249,9 @@ fn over_long_invalid_turns_are_told_they_were_cut() {
         };
         let o = e.step(&turn).unwrap();
         assert!(!o.action_valid, "{}", info.name);
+        // State keys hold no counters: a turn that changed nothing keeps the key
+        // (so GiGPO anchor groups are not split by wasted turns).
+        assert_eq!(e.state_key(), key_before, "{}", info.name);
         let said: String = o.observation.iter().map(|m| m.content.as_str()).collect();
         assert!(
             said.contains("cut at the per-turn token limit"),

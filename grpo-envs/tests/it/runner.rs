@@ -347,3 +347,59 @@ mod props {
         }
     }
 }
+
+#[test]
+fn every_multi_turn_env_forms_anchor_groups_at_shared_states() {
+    use crate::common::{oracle_episode, run_with};
+    use grpo_envs::Env;
+    for info in envs::list().into_iter().filter(|i| i.multi_turn) {
+        let p = serde_json::Value::Null;
+        let seed = 3;
+        // G = 4 on one instance: two oracle runs, two that waste their first turn.
+        let mut eps = vec![
+            oracle_episode(info.name, &p, seed),
+            oracle_episode(info.name, &p, seed),
+        ];
+        for _ in 0..2 {
+            eps.push(run_with(
+                info.name,
+                &p,
+                seed,
+                RunConfig::default(),
+                |m: &mut dyn Env, k| {
+                    if k == 0 {
+                        "???".into()
+                    } else {
+                        m.oracle_action().unwrap_or_default()
+                    }
+                },
+            ));
+        }
+        // Every multi-turn env exposes canonical state keys.
+        let initial = eps[0].steps[0]
+            .state_key_before
+            .clone()
+            .unwrap_or_else(|| panic!("{} has no state keys", info.name));
+        let mut groups: std::collections::BTreeMap<&str, usize> = Default::default();
+        for ep in &eps {
+            for st in &ep.steps {
+                if let Some(k) = &st.state_key_before {
+                    *groups.entry(k.as_str()).or_default() += 1;
+                }
+            }
+        }
+        // 4 first steps + the 2 repeated visits after a wasted turn (more when
+        // slippery ice or a game returns to the start).
+        assert!(
+            groups[initial.as_str()] >= 6,
+            "{}: {}",
+            info.name,
+            groups[initial.as_str()]
+        );
+        // The oracle runs are identical, so every later anchor state has a group of >= 2.
+        for st in &eps[0].steps {
+            let k = st.state_key_before.as_deref().unwrap();
+            assert!(groups[k] >= 2, "{}: singleton {k:?}", info.name);
+        }
+    }
+}
