@@ -47,9 +47,9 @@ pub mod testing;
 pub mod tool;
 pub mod transcript;
 
-pub use dataset::{ColumnMap, Cursor, TaskRecord, load_jsonl, load_tasks};
 #[cfg(feature = "parquet")]
 pub use dataset::load_parquet;
+pub use dataset::{ColumnMap, Cursor, TaskRecord, load_jsonl, load_tasks};
 pub use env::{
     EndSignal, Env, EpisodeView, FinishReason, Limits, Reset, RewardBreakdown, StepOutcome,
     TaskSpec, Turn,

@@ -45,7 +45,7 @@ pub fn list() -> Vec<EnvInfo> {
             name: "qa",
             family: "qa",
             multi_turn: false,
-            description: "single-turn verifiable QA over a dataset (GSM8K/MATH/… JSONL) with a numeric/exact verifier",
+            description: "single-turn verifiable QA over a dataset (GSM8K/MATH/HumanEval/… JSONL or Parquet) with a numeric/exact/math/code verifier",
         },
         EnvInfo {
             name: "countdown",
@@ -132,7 +132,7 @@ pub fn config<T: DeserializeOwned + Default>(env: &str, params: &serde_json::Val
 
 /// Builds an environment by name. `params` is the env's config as JSON
 /// (`null` or `{}` for defaults). The `qa` env needs a dataset: pass
-/// `{"path": "...jsonl", "columns": "gsm8k"}`.
+/// `{"path": "...jsonl", "columns": "gsm8k"}` (or a `.parquet` file).
 pub fn make(name: &str, params: &serde_json::Value) -> Result<Box<dyn Env>> {
     Ok(match name {
         "arithmetic" => Box::new(arithmetic::ArithmeticEnv::new(config(name, params)?)),

@@ -1,4 +1,4 @@
-//! Single-turn verifiable QA over any dataset ([`TaskRecord`]s from a JSONL file
+//! Single-turn verifiable QA over any dataset ([`TaskRecord`]s from a JSONL or Parquet file
 //! or given per task) with a verifier: numeric answers (GSM8K/MATH-style, exact
 //! rationals), normalised exact match, or code (HumanEval-style tests run through a
 //! [`PythonExecutor`]).
@@ -54,7 +54,7 @@ pub enum VerifierKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QaConfig {
-    /// Task file (JSONL).
+    /// Task file (JSONL, or Parquet with the `parquet` feature).
     pub path: Option<String>,
     /// Column mapping.
     pub columns: Columns,
@@ -262,7 +262,7 @@ impl Env for QaEnv {
                 if self.records.is_empty() {
                     return Err(EnvError::param(
                         "qa.path",
-                        "no records: give `path` (a JSONL task file) or a record in the TaskSpec",
+                        "no records: give `path` (a JSONL or Parquet task file) or a record in the TaskSpec",
                     ));
                 }
                 self.records[(task.seed % self.records.len() as u64) as usize].clone()
