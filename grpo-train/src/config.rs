@@ -107,6 +107,12 @@ pub enum TaskSection {
         ops: Vec<String>,
         /// Held-out prompts (drawn from a disjoint seed stream).
         eval_size: usize,
+        /// Reward shaping: a well-formed but wrong answer earns `partial_credit` × the
+        /// fraction of its digits that are right (compared from the least significant
+        /// digit; a missing or extra digit counts as wrong). 0 (the default) rewards exact
+        /// answers only. Evaluation is always exact match.
+        #[serde(default)]
+        partial_credit: f64,
     },
     /// Rows of a JSONL file scored by a verifier.
     Dataset {
@@ -440,6 +446,14 @@ impl RunConfigFile {
             && !(0.0..1.0).contains(&sft.thought_dropout)
         {
             return Err(err("sft.thought_dropout", "must be in [0, 1)".into()));
+        }
+        if let TaskSection::Arithmetic { partial_credit, .. } = &self.task
+            && !(0.0..1.0).contains(partial_credit)
+        {
+            return Err(err(
+                "task.partial_credit",
+                format!("must be in [0, 1), got {partial_credit}"),
+            ));
         }
         if let Some(sft) = &self.sft
             && let Some(a) = sft.stop_at_accuracy

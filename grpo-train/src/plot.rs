@@ -22,10 +22,11 @@ fn register_font() {
     });
 }
 
-/// The panels of the run plot: (title, metric key, stage filter).
+/// The panels of the run plot: (title, metric keys separated by `|`, the first present wins).
 const PANELS: &[(&str, &str)] = &[
     ("reward (mean)", "reward/mean"),
-    ("accuracy", "accuracy"),
+    // GRPO: training-batch accuracy; SFT: the `stop_at_accuracy` checks.
+    ("accuracy", "accuracy|sft/check_accuracy"),
     ("KL to reference", "kl"),
     ("response length (tokens)", "response_length/mean"),
     ("eval accuracy", "eval/accuracy"),
@@ -50,7 +51,9 @@ fn series(history: &[Record], key: &str, stage: &str) -> Vec<(f64, f64)> {
             } else {
                 step
             };
-            let y = r.get(key).and_then(Value::as_f64)?;
+            let y = key
+                .split('|')
+                .find_map(|k| r.get(k).and_then(Value::as_f64))?;
             y.is_finite().then_some((x, y))
         })
         .collect()

@@ -18,13 +18,34 @@ pub struct Score {
     pub correct: f64,
     /// 1 when the completion follows the task's format.
     pub format: f64,
+    /// Partial credit of a wrong answer (already weighted; 0 unless the task's
+    /// `partial_credit` is set).
+    pub partial: f64,
 }
 
 impl Score {
-    /// The scalar reward GRPO optimises: correctness (format is logged separately).
+    /// The scalar reward GRPO optimises: correctness plus any partial credit (format is
+    /// logged separately).
     pub fn reward(&self) -> f64 {
-        self.correct
+        self.correct + self.partial
     }
+}
+
+/// Fraction of `gold`'s digits that `answer` has right, compared from the least
+/// significant digit over the longer of the two (a missing or extra digit is wrong).
+pub fn digit_credit(answer: &str, gold: &str) -> f64 {
+    let (a, g) = (answer.as_bytes(), gold.as_bytes());
+    let n = a.len().max(g.len());
+    if n == 0 {
+        return 0.0;
+    }
+    let right = a
+        .iter()
+        .rev()
+        .zip(g.iter().rev())
+        .filter(|(x, y)| x == y)
+        .count();
+    right as f64 / n as f64
 }
 
 /// A task source for training and evaluation.
@@ -40,6 +61,7 @@ enum Kind {
         task: ArithmeticTask,
         min_digits: u32,
         max_digits: u32,
+        partial_credit: f64,
     },
     Dataset {
         train: Vec<TaskInstance>,
@@ -56,6 +78,7 @@ impl TaskSource {
                 max_digits,
                 ops,
                 eval_size,
+                partial_credit,
             } => {
                 if *min_digits == 0 || min_digits > max_digits || *max_digits > 18 {
                     return Err(TrainError::Config {
@@ -77,6 +100,7 @@ impl TaskSource {
                         task,
                         min_digits: *min_digits,
                         max_digits: *max_digits,
+                        partial_credit: *partial_credit,
                     },
                     eval: Vec::new(),
                     eval_prompts: HashSet::new(),
@@ -162,6 +186,7 @@ impl TaskSource {
                 task,
                 min_digits,
                 max_digits,
+                ..
             } => {
                 let span = u64::from(max_digits - min_digits + 1);
                 let d = min_digits + (derive_seed(s, "difficulty", &[]) % span) as u32;
@@ -237,11 +262,22 @@ impl TaskSource {
     /// Scores a completion.
     pub fn score(&self, inst: &TaskInstance, completion: &str) -> Score {
         match &self.kind {
-            Kind::Arithmetic { task, .. } => {
+            Kind::Arithmetic {
+                task,
+                partial_credit,
+                ..
+            } => {
                 let v = task.verify(inst, completion);
+                let partial = match ArithmeticTask::parse_completion(completion) {
+                    Some((_, ans)) if v.reward < 1.0 && *partial_credit > 0.0 => {
+                        partial_credit * digit_credit(ans, &inst.answer)
+                    }
+                    _ => 0.0,
+                };
                 Score {
                     correct: v.reward,
                     format: v.format,
+                    partial,
                 }
             }
             Kind::Dataset { math, .. } => {
@@ -249,10 +285,12 @@ impl TaskSource {
                     Ok(v) => Score {
                         correct: v.reward,
                         format: f64::from(u8::from(v.extracted.is_some())),
+                        partial: 0.0,
                     },
                     Err(_) => Score {
                         correct: 0.0,
                         format: 0.0,
+                        partial: 0.0,
                     },
                 }
             }
@@ -306,6 +344,7 @@ mod tests {
             max_digits: 2,
             ops: vec!["+".into()],
             eval_size: 50,
+            partial_credit: 0.0,
         }
     }
 
@@ -335,6 +374,38 @@ mod tests {
         let (first, _) = a.train_instance(0);
         assert_ne!(c[0], first);
         assert_ne!(c, TaskSource::new(&section(), 8).unwrap().check_set(40));
+    }
+
+    #[test]
+    fn partial_credit_counts_digits_from_the_right_and_never_reaches_one() {
+        assert_eq!(digit_credit("156", "156"), 1.0);
+        assert!((digit_credit("146", "156") - 2.0 / 3.0).abs() < 1e-12);
+        assert!((digit_credit("56", "156") - 2.0 / 3.0).abs() < 1e-12);
+        assert!((digit_credit("1156", "156") - 0.75).abs() < 1e-12);
+        assert_eq!(digit_credit("651", "156"), 1.0 / 3.0);
+        assert_eq!(digit_credit("", "156"), 0.0);
+        let mut sec = section();
+        if let TaskSection::Arithmetic { partial_credit, .. } = &mut sec {
+            *partial_credit = 0.5;
+        }
+        let a = TaskSource::new(&sec, 1).unwrap();
+        let inst = &a.eval_set()[0];
+        assert_eq!(a.score(inst, &inst.gold_completion).reward(), 1.0);
+        // Wrong last digit: partial credit below the weight; malformed: nothing.
+        let mut wrong: Vec<char> = inst.answer.chars().collect();
+        let last = wrong.len() - 1;
+        wrong[last] = if wrong[last] == '9' { '0' } else { '9' };
+        let wrong: String = wrong.into_iter().collect();
+        let scratch: String = wrong.chars().rev().collect();
+        let s = a.score(inst, &format!("{scratch};{wrong}\n"));
+        assert_eq!(s.correct, 0.0);
+        let want = 0.5 * (inst.answer.len() - 1) as f64 / inst.answer.len() as f64;
+        assert!((s.reward() - want).abs() < 1e-12, "{s:?}");
+        assert_eq!(a.score(inst, "garbage").reward(), 0.0);
+        // Off by default.
+        let plain = TaskSource::new(&section(), 1).unwrap();
+        let s = plain.score(inst, &format!("{scratch};{wrong}\n"));
+        assert_eq!((s.format, s.reward()), (1.0, 0.0));
     }
 
     #[test]
@@ -392,7 +463,8 @@ mod tests {
                 a.score(inst, &inst.gold_completion),
                 Score {
                     correct: 1.0,
-                    format: 1.0
+                    format: 1.0,
+                    partial: 0.0,
                 }
             );
         }
@@ -401,6 +473,7 @@ mod tests {
             max_digits: 2,
             ops: vec!["+".into()],
             eval_size: 5,
+            partial_credit: 0.0,
         };
         assert!(
             TaskSource::new(&bad, 1)
@@ -414,6 +487,7 @@ mod tests {
             max_digits: 2,
             ops: vec!["/".into()],
             eval_size: 5,
+            partial_credit: 0.0,
         };
         assert!(
             TaskSource::new(&bad, 1)

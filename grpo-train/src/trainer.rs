@@ -593,16 +593,19 @@ impl<'c> Run<'c> {
         let mut reward = Summary::default();
         let mut acc = Summary::default();
         let mut fmt = Summary::default();
+        let mut partial = Summary::default();
         let mut len = Summary::default();
         for (i, s) in scores.iter().enumerate() {
             reward.push(s.reward());
             acc.push(s.correct);
             fmt.push(s.format);
+            partial.push(s.partial);
             len.push(groups[i / g][i % g].ids.len() as f64);
         }
         reward.write_into(&mut rec, "reward");
         rec.insert("accuracy".into(), num(acc.mean()));
         rec.insert("reward/format".into(), num(fmt.mean()));
+        rec.insert("reward/partial".into(), num(partial.mean()));
         len.write_into(&mut rec, "response_length");
         rec.insert("filtered_frac".into(), num(filtered_frac));
 
