@@ -348,8 +348,15 @@ pub fn load_jsonl(path: impl AsRef<Path>, map: &ColumnMap) -> Result<Vec<TaskRec
 /// Loads a task file: `.parquet` (or any file starting with the Parquet magic
 /// `PAR1`) through [`load_parquet`] when the `parquet` feature is on, everything
 /// else as JSONL. Both formats go through the same [`ColumnMap`].
+///
+/// A directory is a sharded split (Hugging Face's `train-00000-of-00004.parquet`
+/// layout): every `.parquet`, `.jsonl` and `.json` file in it is loaded in file
+/// name order and concatenated; default ids are then prefixed by the file name.
 pub fn load_tasks(path: impl AsRef<Path>, map: &ColumnMap) -> Result<Vec<TaskRecord>> {
     let p = path.as_ref();
+    if p.is_dir() {
+        return load_shards(p, map);
+    }
     let is_parquet = match p.extension().and_then(|e| e.to_str()) {
         Some(e) if e.eq_ignore_ascii_case("parquet") => true,
         Some(e) if e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("json") => false,
@@ -360,6 +367,51 @@ pub fn load_tasks(path: impl AsRef<Path>, map: &ColumnMap) -> Result<Vec<TaskRec
     } else {
         load_jsonl(p, map)
     }
+}
+
+fn load_shards(dir: &Path, map: &ColumnMap) -> Result<Vec<TaskRecord>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| EnvError::Io {
+        context: format!("listing {}", dir.display()),
+        source: e,
+    })?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| EnvError::Io {
+            context: format!("listing {}", dir.display()),
+            source: e,
+        })?;
+        let path = entry.path();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        if path.is_file() && matches!(ext.as_deref(), Some("parquet" | "jsonl" | "json")) {
+            files.push(path);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(EnvError::param(
+            "path",
+            format!(
+                "{}: directory has no .parquet, .jsonl or .json task files",
+                dir.display()
+            ),
+        ));
+    }
+    let mut out = Vec::new();
+    for f in &files {
+        let mut recs = load_tasks(f, map)?;
+        if map.id.is_none() {
+            let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
+            for r in &mut recs {
+                r.id = format!("{}:{}", name.as_deref().unwrap_or(""), r.id);
+            }
+        }
+        out.append(&mut recs);
+    }
+    tracing::debug!(dir = %dir.display(), shards = files.len(), records = out.len(), "loaded sharded task files");
+    Ok(out)
 }
 
 fn starts_with_parquet_magic(p: &Path) -> bool {

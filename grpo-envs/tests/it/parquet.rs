@@ -397,3 +397,35 @@ fn random_byte_flips_never_panic_or_abort() {
         eprintln!("{name}: {cases} random byte flips: {ok} read, {refused} refused");
     }
 }
+
+#[test]
+fn a_directory_of_shards_loads_in_file_name_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = fixture("gsm8k_test_head.zstd.parquet");
+    std::fs::copy(&a, dir.path().join("train-00001-of-00002.parquet")).unwrap();
+    std::fs::copy(&a, dir.path().join("train-00000-of-00002.parquet")).unwrap();
+    std::fs::write(dir.path().join("README.md"), "not a shard").unwrap();
+    let got = load_tasks(dir.path(), &ColumnMap::gsm8k()).unwrap();
+    let one = load_parquet(&a, &ColumnMap::gsm8k()).unwrap();
+    assert_eq!(got.len(), 2 * one.len());
+    assert_eq!(got[0].id, "train-00000-of-00002.parquet:row-1");
+    assert_eq!(got[one.len()].id, "train-00001-of-00002.parquet:row-1");
+    assert_eq!(got[one.len() + 4].prompt, one[4].prompt);
+    let ids: std::collections::HashSet<_> = got.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids.len(), got.len());
+    // A bad shard is named.
+    std::fs::write(
+        dir.path().join("train-00002-of-00002.parquet"),
+        b"PAR1 junk",
+    )
+    .unwrap();
+    let err = load_tasks(dir.path(), &ColumnMap::gsm8k())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("train-00002-of-00002.parquet"), "{err}");
+    let empty = tempfile::tempdir().unwrap();
+    let err = load_tasks(empty.path(), &ColumnMap::gsm8k())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no .parquet, .jsonl or .json"), "{err}");
+}
