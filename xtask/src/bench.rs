@@ -15,6 +15,9 @@
 //! - `e2e [--reps N]`: one GRPO step of the TRL CPU workload (tiny Qwen2, 16 prompts ×
 //!   G=8, 32 new tokens) against `shared/bench/trl_grpo_step_cpu.py` (TRL GRPOTrainer).
 //!
+//! `--no-build` runs the release binaries already in `target/` (for a checkout where a crate
+//! the CLI depends on does not build at the moment).
+//!
 //! Both sides run on the same 2 threads (`RAYON_NUM_THREADS`, `OMP_NUM_THREADS`), one
 //! untimed warm-up, median of the timed runs. `target/bench/<name>.json` holds
 //! `{"C2": {"ours": s, "peer": s, "ratio": peer/ours, "unit": "s"}, ...}` (ratio > 1 means
@@ -51,7 +54,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         Some("cpu") => cpu(&args[1..]),
         Some("e2e") => e2e(&args[1..]),
         Some(other) => bail!("unknown benchmark `{other}` (expected cpu or e2e)"),
-        None => bail!("usage: cargo xtask bench <cpu|e2e> [--reps N] [--quick] [WORKLOAD ...]"),
+        None => bail!(
+            "usage: cargo xtask bench <cpu|e2e> [--reps N] [--quick] [--no-build] [WORKLOAD ...]"
+        ),
     }
 }
 
@@ -59,6 +64,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 struct Opts {
     reps: usize,
     quick: bool,
+    /// Use the release binaries already in `target/` instead of building them.
+    no_build: bool,
     workloads: Vec<String>,
 }
 
@@ -66,6 +73,7 @@ fn parse(args: &[String]) -> anyhow::Result<Opts> {
     let mut o = Opts {
         reps: 3,
         quick: false,
+        no_build: false,
         workloads: Vec::new(),
     };
     let mut it = args.iter();
@@ -79,6 +87,7 @@ fn parse(args: &[String]) -> anyhow::Result<Opts> {
                 }
             }
             "--quick" => o.quick = true,
+            "--no-build" => o.no_build = true,
             w if !w.starts_with('-') => o.workloads.push(w.to_string()),
             other => bail!("unknown option `{other}`"),
         }
@@ -115,7 +124,7 @@ fn cpu(args: &[String]) -> anyhow::Result<()> {
 
     let mut ours = Map::new();
     if !model_workloads.is_empty() {
-        let grpo = build_ours()?;
+        let grpo = build_ours(o.no_build)?;
         for &(w, is_gen) in &model_workloads {
             ours.insert(w.to_string(), run_ours(&grpo, w, o.reps, false)?);
             if is_gen {
@@ -124,7 +133,7 @@ fn cpu(args: &[String]) -> anyhow::Result<()> {
         }
     }
     if with_c5 {
-        ours.insert("C5".to_string(), run_ours_c5(o.reps)?);
+        ours.insert("C5".to_string(), run_ours_c5(o.reps, o.no_build)?);
     }
 
     let names: Vec<String> = model_workloads.iter().map(|(w, _)| w.to_string()).collect();
@@ -183,7 +192,7 @@ fn e2e(args: &[String]) -> anyhow::Result<()> {
     if !o.workloads.is_empty() {
         bail!("`bench e2e` takes no workload names");
     }
-    let grpo = build_ours()?;
+    let grpo = build_ours(o.no_build)?;
     let ours = run_ours(&grpo, "e2e", o.reps, false)?;
     let peer = match peer_python() {
         Some(py) => {
@@ -202,9 +211,11 @@ fn e2e(args: &[String]) -> anyhow::Result<()> {
     report("e2e", &rows, json!({"ours": ours, "peer": peer}))
 }
 
-/// Builds the CLI in release and returns the binary's path.
-fn build_ours() -> anyhow::Result<PathBuf> {
-    cargo(&["build", "--release", "-p", "grpo-cli"])?;
+/// Builds the CLI in release (unless `no_build`) and returns the binary's path.
+fn build_ours(no_build: bool) -> anyhow::Result<PathBuf> {
+    if !no_build {
+        cargo(&["build", "--release", "-p", "grpo-cli"])?;
+    }
     let exe = format!("grpo{}", std::env::consts::EXE_SUFFIX);
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -247,15 +258,17 @@ fn run_ours(grpo: &Path, workload: &str, reps: usize, no_share: bool) -> anyhow:
 }
 
 /// Builds and runs the `bench_c5` example of grpo-kernels (release).
-fn run_ours_c5(reps: usize) -> anyhow::Result<Value> {
-    cargo(&[
-        "build",
-        "--release",
-        "-p",
-        "grpo-kernels",
-        "--example",
-        "bench_c5",
-    ])?;
+fn run_ours_c5(reps: usize, no_build: bool) -> anyhow::Result<Value> {
+    if !no_build {
+        cargo(&[
+            "build",
+            "--release",
+            "-p",
+            "grpo-kernels",
+            "--example",
+            "bench_c5",
+        ])?;
+    }
     let exe = format!("bench_c5{}", std::env::consts::EXE_SUFFIX);
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
