@@ -448,7 +448,9 @@ impl KvPool {
     }
 
     /// One query row `q [Hq·D]` at position `pos` attending to positions `0..=pos` of a
-    /// sequence, read block by block; writes `out [Hq·D]`. `scores` is scratch space.
+    /// sequence, read block by block; writes `out [Hq·D]`. The query heads of one KV head
+    /// are processed together, so each key/value row is read once per group. `scores` is
+    /// scratch space.
     #[allow(clippy::too_many_arguments)]
     fn attend_row(
         &self,
@@ -466,38 +468,46 @@ impl KvPool {
         let kvd = self.kv_dim;
         let bs = self.block_size;
         let tk = pos + 1;
+        let blocks = &blocks[..tk.div_ceil(bs)];
         let (kl, vl) = (&self.k[layer], &self.v[layer]);
         scores.clear();
-        scores.resize(tk, 0.0);
-        for h in 0..hq {
-            let g = h / group;
-            let qh = &q[h * d..(h + 1) * d];
-            let mut max = f32::NEG_INFINITY;
-            for (bi, &b) in blocks.iter().enumerate().take(tk.div_ceil(bs)) {
+        scores.resize(group * tk, 0.0);
+        for g in 0..hkv {
+            let qg = &q[g * group * d..(g + 1) * group * d];
+            // scores[r · tk + p] for query head g·group + r.
+            for (bi, &b) in blocks.iter().enumerate() {
                 let p0 = bi * bs;
-                let base = b as usize * bs * kvd + g * d;
-                for j in 0..(tk - p0).min(bs) {
-                    let kr = &kl[base + j * kvd..base + j * kvd + d];
-                    let s = scale * dot(qh, kr);
-                    scores[p0 + j] = s;
-                    max = max.max(s);
+                let n = (tk - p0).min(bs);
+                let kb = &kl[b as usize * bs * kvd..][..n * kvd];
+                for (j, krow) in kb.chunks_exact(kvd).enumerate() {
+                    let kh = &krow[g * d..(g + 1) * d];
+                    for (r, qh) in qg.chunks_exact(d).enumerate() {
+                        scores[r * tk + p0 + j] = scale * dot(qh, kh);
+                    }
                 }
             }
-            let mut sum = 0.0f32;
-            for s in scores.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
+            for sr in scores.chunks_exact_mut(tk) {
+                let max = sr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0.0f32;
+                for s in sr.iter_mut() {
+                    *s = (*s - max).exp();
+                    sum += *s;
+                }
+                let inv = 1.0 / sum;
+                sr.iter_mut().for_each(|s| *s *= inv);
             }
-            let inv = 1.0 / sum;
-            let oh = &mut out[h * d..(h + 1) * d];
-            oh.fill(0.0);
-            for (bi, &b) in blocks.iter().enumerate().take(tk.div_ceil(bs)) {
+            let og = &mut out[g * group * d..(g + 1) * group * d];
+            og.fill(0.0);
+            for (bi, &b) in blocks.iter().enumerate() {
                 let p0 = bi * bs;
-                let base = b as usize * bs * kvd + g * d;
-                for j in 0..(tk - p0).min(bs) {
-                    let w = scores[p0 + j] * inv;
-                    let vr = &vl[base + j * kvd..base + j * kvd + d];
-                    oh.iter_mut().zip(vr).for_each(|(o, v)| *o += w * v);
+                let n = (tk - p0).min(bs);
+                let vb = &vl[b as usize * bs * kvd..][..n * kvd];
+                for (j, vrow) in vb.chunks_exact(kvd).enumerate() {
+                    let vh = &vrow[g * d..(g + 1) * d];
+                    for (r, oh) in og.chunks_exact_mut(d).enumerate() {
+                        let w = scores[r * tk + p0 + j];
+                        oh.iter_mut().zip(vh).for_each(|(o, v)| *o += w * v);
+                    }
                 }
             }
         }
@@ -506,6 +516,7 @@ impl KvPool {
 
 /// `a · b` with eight independent partial sums (vectorises; the order is fixed, so a row's
 /// result does not depend on anything but its inputs).
+#[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));

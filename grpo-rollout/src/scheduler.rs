@@ -237,11 +237,12 @@ impl<'m, M: Lm> Core<'m, M> {
             if oldest {
                 return Some(self.bm.alloc_over_budget());
             }
-            let idle = self
-                .ids_in(Phase::Idle)
-                .into_iter()
-                .rev()
-                .find(|&i| self.seqs[i].as_ref().is_some_and(|s| !s.blocks.is_empty()));
+            let idle = self.ids_in(Phase::Idle).into_iter().rev().find(|&i| {
+                // Not a turn that just ended (its caller still collects it).
+                self.seqs[i]
+                    .as_ref()
+                    .is_some_and(|s| !s.blocks.is_empty() && s.done.is_none())
+            });
             let victim = idle.or_else(|| self.ids_in(Phase::Running).last().copied())?;
             self.preempt(victim, stats);
             if victim == id {

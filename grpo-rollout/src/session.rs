@@ -8,7 +8,10 @@
 //! per turn, or the context). [`Sessions::append`] adds environment tokens to the
 //! transcript; the next turn prefills only what is not cached (the last sampled token and
 //! the appended tokens). [`Sessions::close`] frees the blocks. When the block budget runs
-//! out, idle sessions' caches are dropped first and recomputed at their next turn.
+//! out, idle sessions' caches are dropped first and recomputed at their next turn (then the
+//! newest running turn, as in [`crate::Engine::generate`]). All sessions listed in one
+//! [`Sessions::generate`] call run together (`max_batch` only limits resuming preempted
+//! ones).
 //!
 //! ```
 //! # use grpo_rollout::{Engine, EngineConfig, Lm, PagedSeq, SamplingParams};
