@@ -133,15 +133,17 @@ impl Default for EngineConfig {
 /// Counters of one `generate` call.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct GenerateStats {
-    /// Prompt tokens prefilled (once per request, not per sample).
+    /// Prompt tokens prefilled (once per request, not per sample), and for sessions the
+    /// uncached tokens of each new turn.
     pub prefill_tokens: usize,
     /// Tokens produced by decode steps.
     pub decode_tokens: usize,
-    /// Tokens recomputed after preemption.
+    /// Tokens recomputed after preemption (a preempted sample recomputes its prompt too:
+    /// it no longer shares the prompt's blocks).
     pub recomputed_tokens: usize,
-    /// Sequences preempted.
+    /// Sequences preempted (caches dropped).
     pub preemptions: usize,
-    /// Seconds spent in prefill.
+    /// Seconds spent in prefill (prompts, session turns and recomputation).
     pub prefill_secs: f64,
     /// Seconds spent in decode.
     pub decode_secs: f64,
