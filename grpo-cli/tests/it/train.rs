@@ -14,6 +14,7 @@ const TINY: &[&str] = &[
     "model.num_heads=2",
     "model.num_kv_heads=1",
     "model.max_position_embeddings=32",
+    "task.min_digits=1",
     "task.max_digits=1",
     "task.eval_size=8",
     "sft.steps=3",
