@@ -21,6 +21,42 @@ use gemm::Parallelism;
 /// Below this many multiply-adds a matmul runs on the calling thread.
 const PARALLEL_THRESHOLD: usize = 64 * 64 * 64;
 
+/// Up to this many rows of `a`, the linear-layer layout `a · bᵀ` runs as blocked dot products
+/// ([`small_m_block`]) instead of the packed `gemm` kernel: for a decode step's handful of rows
+/// the weight is streamed once either way, and packing it costs more than the product.
+const SMALL_M: usize = 16;
+/// Rows of `b` per parallel task in the small-`m` path.
+const SMALL_M_ROWS: usize = 64;
+
+crate::ops::math::multiversion! {
+/// `out_t[j·m + i] = a[i, :] · b[j, :]` for the rows `j` of one block of `b` (`[rows, k]`):
+/// each `b` row is read once and stays in L1 while the `m` dot products use it.
+fn small_m_block(out_t: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize) {
+    const L: usize = 16;
+    for (brow, o) in b.chunks_exact(k).zip(out_t.chunks_exact_mut(m)) {
+        for (i, oi) in o.iter_mut().enumerate() {
+            let arow = &a[i * k..(i + 1) * k];
+            let mut acc = [0.0f32; L];
+            let (ca, cb) = (arow.chunks_exact(L), brow.chunks_exact(L));
+            let (ta, tb) = (ca.remainder(), cb.remainder());
+            for (x, y) in ca.zip(cb) {
+                for l in 0..L {
+                    acc[l] += x[l] * y[l];
+                }
+            }
+            let mut sum = 0.0f32;
+            for v in acc {
+                sum += v;
+            }
+            for (x, y) in ta.iter().zip(tb) {
+                sum += x * y;
+            }
+            *oi = sum;
+        }
+    }
+}
+}
+
 /// `out[m,n] (= or +=) op(a)[m,k] @ op(b)[k,n]`; see the module doc for layouts.
 ///
 /// Parallel over rayon's pool for large products. Errors name the argument whose length
@@ -40,6 +76,25 @@ pub fn matmul(
     check_len(OP, "out", out.len(), checked_size(OP, "out", &[m, n])?)?;
     check_len(OP, "a", a.len(), checked_size(OP, "a", &[m, k])?)?;
     check_len(OP, "b", b.len(), checked_size(OP, "b", &[k, n])?)?;
+    if !trans_a && trans_b && m > 0 && m <= SMALL_M && k > 0 && n.saturating_mul(k) >= 1 << 15 {
+        use rayon::prelude::*;
+        let mut out_t = vec![0.0f32; n * m];
+        out_t
+            .par_chunks_mut(SMALL_M_ROWS * m)
+            .zip(b.par_chunks(SMALL_M_ROWS * k))
+            .for_each(|(o, bb)| small_m_block(o, a, bb, m, k));
+        for (i, row) in out.chunks_exact_mut(n).enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                let x = out_t[j * m + i];
+                if accumulate {
+                    *v += x;
+                } else {
+                    *v = x;
+                }
+            }
+        }
+        return Ok(());
+    }
     let (a_rs, a_cs) = if trans_a { (1, m) } else { (k, 1) };
     let (b_rs, b_cs) = if trans_b { (1, k) } else { (n, 1) };
     let par = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_THRESHOLD {
@@ -220,6 +275,38 @@ mod tests {
         let mut out2 = [1.0f32; 4];
         matmul(&mut out2, &at, &bt, 2, 3, 2, true, true, true).unwrap();
         assert_eq!(out2, [5., 6., 11., 12.]);
+    }
+
+    #[test]
+    fn small_m_dot_path_matches_naive_and_packed() {
+        // n·k large enough for the blocked dot-product path; m = 17 takes the packed path.
+        let (k, n) = (301, 203);
+        let a: Vec<f32> = (0..17 * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
+            .collect();
+        let mut packed = vec![0.0f32; 17 * n];
+        matmul(&mut packed, &a, &b, 17, k, n, false, true, false).unwrap();
+        for m in [1usize, 5, 16] {
+            for acc in [false, true] {
+                let mut fast = vec![0.5f32; m * n];
+                matmul(&mut fast, &a[..m * k], &b, m, k, n, false, true, acc).unwrap();
+                for i in 0..m {
+                    for j in 0..n {
+                        let dot: f64 = (0..k)
+                            .map(|p| f64::from(a[i * k + p]) * f64::from(b[j * k + p]))
+                            .sum();
+                        let want = dot + if acc { 0.5 } else { 0.0 };
+                        let got = f64::from(fast[i * n + j]);
+                        assert!((got - want).abs() < 1e-3, "m={m} ({i},{j}) {got} vs {want}");
+                        let p = f64::from(packed[i * n + j]) + if acc { 0.5 } else { 0.0 };
+                        assert!((got - p).abs() < 1e-3);
+                    }
+                }
+            }
+        }
     }
 
     #[test]
