@@ -476,18 +476,23 @@ impl<'c> Run<'c> {
         Ok(rec)
     }
 
-    /// Greedy accuracy on `n` check prompts from the training distribution (for
-    /// `sft.stop_at_accuracy`); writes a `sft/check_accuracy` record.
-    fn sft_check(&mut self, n: usize) -> Result<f64> {
-        let t0 = Instant::now();
-        let insts = self.task.check_set(n);
-        let ctx = EvalContext {
+    /// Generation and scoring against the current weights.
+    fn eval_ctx(&self) -> EvalContext<'_> {
+        EvalContext {
             cfg: self.cfg,
             model: &self.model,
             tok: &self.tok,
             task: &self.task,
             stop_ids: &self.stop_ids,
-        };
+        }
+    }
+
+    /// Greedy accuracy on `n` check prompts from the training distribution (for
+    /// `sft.stop_at_accuracy`); writes a `sft/check_accuracy` record.
+    fn sft_check(&mut self, n: usize) -> Result<f64> {
+        let t0 = Instant::now();
+        let insts = self.task.check_set(n);
+        let ctx = self.eval_ctx();
         let (acc, _) = ctx.greedy(&insts, "sft-check", self.state.step)?;
         let mut rec = Record::new();
         rec.insert("step".into(), self.state.step.into());
@@ -502,13 +507,7 @@ impl<'c> Run<'c> {
     /// Greedy accuracy and pass@k on the held-out set; writes an eval record.
     fn evaluate(&mut self, stage: &str) -> Result<EvalResult> {
         let t0 = Instant::now();
-        let ctx = EvalContext {
-            cfg: self.cfg,
-            model: &self.model,
-            tok: &self.tok,
-            task: &self.task,
-            stop_ids: &self.stop_ids,
-        };
+        let ctx = self.eval_ctx();
         let d = ctx.run(self.state.step)?;
         let mut rec = Record::new();
         rec.insert("step".into(), self.state.step.into());
@@ -548,13 +547,7 @@ impl<'c> Run<'c> {
         let mut params = SamplingParams::sampled(g, ro.temperature, ro.max_new_tokens, 0);
         params.top_p = ro.top_p;
         params.top_k = ro.top_k;
-        let ctx = EvalContext {
-            cfg,
-            model: &self.model,
-            tok: &self.tok,
-            task: &self.task,
-            stop_ids: &self.stop_ids,
-        };
+        let ctx = self.eval_ctx();
         let (groups, gen_stats) = ctx.generate(&prompts, &params, "rollout", self.state.step)?;
         let t_rollout = t_start.elapsed().as_secs_f64();
 
