@@ -22,6 +22,7 @@
 use grpo_kernels::ops::attention::attention_fwd;
 use grpo_kernels::ops::embedding::embedding_fwd;
 use grpo_kernels::ops::logprob::logits;
+use grpo_kernels::ops::paged::{Heads, paged_attention_row};
 use grpo_kernels::ops::rmsnorm::rmsnorm_fwd;
 use grpo_kernels::ops::rope::rope_fwd;
 use grpo_kernels::ops::swiglu::swiglu_fwd;
@@ -448,9 +449,8 @@ impl KvPool {
     }
 
     /// One query row `q [Hq·D]` at position `pos` attending to positions `0..=pos` of a
-    /// sequence, read block by block; writes `out [Hq·D]`. The query heads of one KV head
-    /// are processed together, so each key/value row is read once per group. `scores` is
-    /// scratch space.
+    /// sequence through its block table (grpo-kernels' [`paged_attention_row`]); writes
+    /// `out [Hq·D]`. `scores` is scratch space.
     #[allow(clippy::too_many_arguments)]
     fn attend_row(
         &self,
@@ -462,75 +462,28 @@ impl KvPool {
         heads: (usize, usize, usize),
         scale: f32,
         scores: &mut Vec<f32>,
-    ) {
+    ) -> Result<()> {
         let (hq, hkv, d) = heads;
-        let group = hq / hkv;
-        let kvd = self.kv_dim;
-        let bs = self.block_size;
-        let tk = pos + 1;
-        let blocks = &blocks[..tk.div_ceil(bs)];
+        let heads = Heads {
+            q: hq,
+            kv: hkv,
+            dim: d,
+        };
         let (kl, vl) = (&self.k[layer], &self.v[layer]);
-        scores.clear();
-        scores.resize(group * tk, 0.0);
-        for g in 0..hkv {
-            let qg = &q[g * group * d..(g + 1) * group * d];
-            // scores[r · tk + p] for query head g·group + r.
-            for (bi, &b) in blocks.iter().enumerate() {
-                let p0 = bi * bs;
-                let n = (tk - p0).min(bs);
-                let kb = &kl[b as usize * bs * kvd..][..n * kvd];
-                for (j, krow) in kb.chunks_exact(kvd).enumerate() {
-                    let kh = &krow[g * d..(g + 1) * d];
-                    for (r, qh) in qg.chunks_exact(d).enumerate() {
-                        scores[r * tk + p0 + j] = scale * dot(qh, kh);
-                    }
-                }
-            }
-            for sr in scores.chunks_exact_mut(tk) {
-                let max = sr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0.0f32;
-                for s in sr.iter_mut() {
-                    *s = (*s - max).exp();
-                    sum += *s;
-                }
-                let inv = 1.0 / sum;
-                sr.iter_mut().for_each(|s| *s *= inv);
-            }
-            let og = &mut out[g * group * d..(g + 1) * group * d];
-            og.fill(0.0);
-            for (bi, &b) in blocks.iter().enumerate() {
-                let p0 = bi * bs;
-                let n = (tk - p0).min(bs);
-                let vb = &vl[b as usize * bs * kvd..][..n * kvd];
-                for (j, vrow) in vb.chunks_exact(kvd).enumerate() {
-                    let vh = &vrow[g * d..(g + 1) * d];
-                    for (r, oh) in og.chunks_exact_mut(d).enumerate() {
-                        let w = scores[r * tk + p0 + j];
-                        oh.iter_mut().zip(vh).for_each(|(o, v)| *o += w * v);
-                    }
-                }
-            }
-        }
+        paged_attention_row(
+            kl,
+            vl,
+            self.block_size,
+            blocks,
+            pos,
+            q,
+            out,
+            heads,
+            scale,
+            scores,
+        )?;
+        Ok(())
     }
-}
-
-/// `a · b` with eight independent partial sums (vectorises; the order is fixed, so a row's
-/// result does not depend on anything but its inputs).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    for (x, y) in ac.zip(bc) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (x, y) in ar.iter().zip(br) {
-        s += x * y;
-    }
-    s
 }
 
 impl Model {
@@ -680,19 +633,18 @@ impl Model {
                     heads,
                     scale,
                     scores,
-                );
+                )
             };
             if work < 1 << 16 {
                 let mut scores = Vec::new();
                 att.chunks_mut(qd)
                     .enumerate()
-                    .for_each(|x| row(x, &mut scores));
+                    .try_for_each(|x| row(x, &mut scores))
             } else {
                 att.par_chunks_mut(qd)
                     .enumerate()
-                    .for_each_init(Vec::new, |scores, x| row(x, scores));
+                    .try_for_each_init(Vec::new, |scores, x| row(x, scores))
             }
-            Ok(())
         })
     }
 }

@@ -10,6 +10,7 @@
 //! | [`swiglu`] | [`swiglu::swiglu_fwd`] | [`swiglu::swiglu_bwd`] |
 //! | [`embedding`] | [`embedding::embedding_fwd`] | [`embedding::embedding_bwd`] |
 //! | [`logprob`] | [`logprob::logprob_fwd`] | [`logprob::logprob_bwd`] |
+//! | [`paged`] | [`paged::paged_attention_row`] (decode over a paged KV cache) | — |
 //! | [`sample`] | [`sample::sample`] | — |
 //! | [`adamw`] | [`adamw::adamw_step`] | — |
 //! | [`grad_norm`] | [`grad_norm::global_norm`], [`grad_norm::clip_by_global_norm`] | — |
@@ -26,6 +27,7 @@ pub mod gemm;
 pub mod grad_norm;
 pub mod logprob;
 mod math;
+pub mod paged;
 pub mod rmsnorm;
 pub mod rope;
 pub mod sample;
