@@ -58,7 +58,7 @@ pub fn paged_attention_row(
         kv: hkv,
         dim: d,
     } = heads;
-    if hkv == 0 || d == 0 || hq % hkv != 0 || block_size == 0 {
+    if hkv == 0 || d == 0 || !hq.is_multiple_of(hkv) || block_size == 0 {
         return Err(invalid(
             OP,
             "heads",
@@ -80,7 +80,7 @@ pub fn paged_attention_row(
             format!("{} floats, want {}", out.len(), hq * d),
         ));
     }
-    if k_cache.len() != v_cache.len() || k_cache.len() % (block_size * kvd) != 0 {
+    if k_cache.len() != v_cache.len() || !k_cache.len().is_multiple_of(block_size * kvd) {
         return Err(invalid(
             OP,
             "v_cache",
