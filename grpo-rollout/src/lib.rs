@@ -13,7 +13,8 @@
 //! Modules, one role each: [`engine`] (requests in, completions out), [`scheduler`] (the
 //! step loop: sampling, admission, preemption), [`block`] (block reference counts and the
 //! budget), [`session`] (multi-turn), [`model`] (the [`Lm`] backend over a `grpo-model`
-//! transformer), [`sampling`], [`params`], [`stop`].
+//! transformer), [`sampling`], [`params`], [`stop`]. With the `serve` feature, `serve` is an
+//! OpenAI-compatible HTTP server over the engine (`grpo serve`).
 //!
 //! The engine is generic over the [`Lm`] trait, so it can be tested with a toy model and
 //! driven by a `grpo-model` transformer:
@@ -49,6 +50,8 @@ pub mod params;
 mod progress;
 pub mod sampling;
 pub mod scheduler;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod session;
 pub mod stop;
 
