@@ -329,7 +329,10 @@ impl Model {
 }
 
 /// Paged key/value storage: fixed-size blocks of `block_size` positions, one key and one
-/// value buffer per layer, each `[num_blocks, block_size, Hkv·D]`.
+/// value buffer per layer: values `[num_blocks, block_size, Hkv·D]`, keys transposed within
+/// each block, `[num_blocks, Hkv·D, block_size]` (the decode attention then computes the
+/// scores of a block's positions as vector lanes, without horizontal sums; see
+/// grpo-kernels' `paged` module).
 ///
 /// A sequence's cache is a *block table* (the ids of its blocks in position order):
 /// position `p` lives in block `table[p / block_size]`, slot `p % block_size`. The pool
@@ -405,10 +408,18 @@ impl KvPool {
                 self.num_blocks, self.block_size
             )));
         }
-        let stride = self.block_size * self.kv_dim;
-        let n = positions * self.kv_dim;
-        for x in self.k.iter_mut().chain(&mut self.v) {
+        let (bs, kvd) = (self.block_size, self.kv_dim);
+        let stride = bs * kvd;
+        let n = positions * kvd;
+        for x in &mut self.v {
             x.copy_within(src * stride..src * stride + n, dst * stride);
+        }
+        // Keys: the first `positions` slots of each of the block's `kvd` rows.
+        for x in &mut self.k {
+            for c in 0..kvd {
+                let from = src * stride + c * bs;
+                x.copy_within(from..from + positions, dst * stride + c * bs);
+            }
         }
         Ok(())
     }
@@ -424,27 +435,37 @@ impl KvPool {
             if p0 >= len {
                 break;
             }
-            let n = (len - p0).min(self.block_size) * kvd;
+            let rows = (len - p0).min(self.block_size);
             let off = b as usize * self.block_size * kvd;
-            k.extend_from_slice(&self.k[layer][off..off + n]);
-            v.extend_from_slice(&self.v[layer][off..off + n]);
+            let kb = &self.k[layer][off..off + self.block_size * kvd];
+            for j in 0..rows {
+                k.extend(kb[j..].iter().step_by(self.block_size).take(kvd));
+            }
+            v.extend_from_slice(&self.v[layer][off..off + rows * kvd]);
         }
         (k, v)
     }
 
-    /// Offset of position `pos`'s row in a layer buffer.
-    fn slot(&self, blocks: &[u32], pos: usize) -> usize {
-        (blocks[pos / self.block_size] as usize * self.block_size + pos % self.block_size)
-            * self.kv_dim
+    /// Block and slot of position `pos` in a sequence's table.
+    fn slot(&self, blocks: &[u32], pos: usize) -> (usize, usize) {
+        (
+            blocks[pos / self.block_size] as usize,
+            pos % self.block_size,
+        )
     }
 
     /// Writes rows `[n, Hkv·D]` of keys and values at positions `pos0..pos0 + n`.
     fn write(&mut self, layer: usize, blocks: &[u32], pos0: usize, k: &[f32], v: &[f32]) {
         let kvd = self.kv_dim;
+        let bs = self.block_size;
         for (i, (kr, vr)) in k.chunks(kvd).zip(v.chunks(kvd)).enumerate() {
-            let off = self.slot(blocks, pos0 + i);
-            self.k[layer][off..off + kvd].copy_from_slice(kr);
+            let (b, j) = self.slot(blocks, pos0 + i);
+            let off = (b * bs + j) * kvd;
             self.v[layer][off..off + kvd].copy_from_slice(vr);
+            let kb = &mut self.k[layer][b * bs * kvd..(b + 1) * bs * kvd];
+            for (dst, &x) in kb[j..].iter_mut().step_by(bs).zip(kr) {
+                *dst = x;
+            }
         }
     }
 

@@ -4,7 +4,10 @@
 //! # Contract (shared with the future CUDA twin)
 //!
 //! All buffers f32, row-major:
-//! - `k_cache`, `v_cache`: one layer's storage `[num_blocks, block_size, hkv·d]`;
+//! - `v_cache`: one layer's values `[num_blocks, block_size, hkv·d]`;
+//! - `k_cache`: one layer's keys, transposed within each block: `[num_blocks, hkv·d,
+//!   block_size]` (key element `c` of the position in slot `s` of block `b` is at
+//!   `(b·hkv·d + c)·block_size + s`), so the scores of a block's positions are vector lanes;
 //! - `blocks`: the sequence's block table, position `p` in block `blocks[p / block_size]`,
 //!   slot `p % block_size`; it must cover positions `0..=pos`;
 //! - `q`, `out`: `[hq·d]`, the query row at position `pos` and its output (overwritten).
@@ -139,21 +142,30 @@ fn attend(
     for g in 0..hkv {
         let qg = &q[g * group * d..(g + 1) * group * d];
         // scores[r · tk + p] for query head g·group + r.
-        for (bi, &b) in blocks.iter().enumerate() {
-            let p0 = bi * bs;
-            let n = (tk - p0).min(bs);
-            let kb = &k_cache[b as usize * bs * kvd..][..n * kvd];
-            for (j, krow) in kb.chunks_exact(kvd).enumerate() {
-                let kh = &krow[g * d..(g + 1) * d];
-                for (r, qh) in qg.chunks_exact(d).enumerate() {
-                    scores[r * tk + p0 + j] = scale * dot(qh, kh);
-                }
+        let mut r = 0;
+        while r < group {
+            let rows = (group - r).min(PV_HEADS);
+            let qr = &qg[r * d..(r + rows) * d];
+            let sc = &mut scores[r * tk..(r + rows) * tk];
+            match rows {
+                4 => qk_tile::<4>(sc, qr, k_cache, bs, blocks, tk, kvd, g * d, d, scale),
+                3 => qk_tile::<3>(sc, qr, k_cache, bs, blocks, tk, kvd, g * d, d, scale),
+                2 => qk_tile::<2>(sc, qr, k_cache, bs, blocks, tk, kvd, g * d, d, scale),
+                _ => qk_tile::<1>(sc, qr, k_cache, bs, blocks, tk, kvd, g * d, d, scale),
             }
+            r += rows;
         }
         for sr in scores.chunks_exact_mut(tk) {
+            let mut lane_max = [f32::NEG_INFINITY; LANES];
+            let mut chunks = sr.chunks_exact(LANES);
+            for c in &mut chunks {
+                for l in 0..LANES {
+                    lane_max[l] = if c[l] > lane_max[l] { c[l] } else { lane_max[l] };
+                }
+            }
             let mut max = f32::NEG_INFINITY;
-            for &s in sr.iter() {
-                max = if s > max { s } else { max };
+            for &x in lane_max.iter().chain(chunks.remainder()) {
+                max = if x > max { x } else { max };
             }
             let mut acc = [0.0f32; LANES];
             let mut chunks = sr.chunks_exact_mut(LANES);
@@ -177,45 +189,134 @@ fn attend(
             }
         }
         let og = &mut out[g * group * d..(g + 1) * group * d];
-        og.fill(0.0);
-        for (bi, &b) in blocks.iter().enumerate() {
-            let p0 = bi * bs;
-            let n = (tk - p0).min(bs);
-            let vb = &v_cache[b as usize * bs * kvd..][..n * kvd];
-            for (j, vrow) in vb.chunks_exact(kvd).enumerate() {
-                let vh = &vrow[g * d..(g + 1) * d];
-                for (r, oh) in og.chunks_exact_mut(d).enumerate() {
-                    let w = scores[r * tk + p0 + j];
-                    for (o, &v) in oh.iter_mut().zip(vh) {
-                        *o = w.mul_add(v, *o);
-                    }
-                }
+        let sg = &scores[..group * tk];
+        let mut r = 0;
+        while r < group {
+            let rows = (group - r).min(PV_HEADS);
+            let (o, sc) = (&mut og[r * d..(r + rows) * d], &sg[r * tk..(r + rows) * tk]);
+            match rows {
+                4 => pv_tile::<4>(o, sc, v_cache, bs, blocks, tk, kvd, g * d, d),
+                3 => pv_tile::<3>(o, sc, v_cache, bs, blocks, tk, kvd, g * d, d),
+                2 => pv_tile::<2>(o, sc, v_cache, bs, blocks, tk, kvd, g * d, d),
+                _ => pv_tile::<1>(o, sc, v_cache, bs, blocks, tk, kvd, g * d, d),
             }
+            r += rows;
         }
     }
 }
 }
 
-/// `a · b` in 16 fused-multiply-add lanes combined in index order (vectorises; the order is
-/// fixed, so the result does not depend on the instruction set).
+/// `scores[r, p] = scale · q[r, :] · k[p, off..off + d]` for `R` query heads and every
+/// position `p < tk`: up to 16 positions of a block at a time as vector lanes of the
+/// transposed key block (one broadcast multiply-add per key element, no horizontal sums).
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    for (x, y) in ac.zip(bc) {
-        for l in 0..LANES {
-            acc[l] = x[l].mul_add(y[l], acc[l]);
+#[allow(clippy::too_many_arguments)]
+fn qk_tile<const R: usize>(
+    scores: &mut [f32],
+    q: &[f32],
+    k_cache: &[f32],
+    bs: usize,
+    blocks: &[u32],
+    tk: usize,
+    kvd: usize,
+    off: usize,
+    d: usize,
+    scale: f32,
+) {
+    for (bi, &b) in blocks.iter().enumerate() {
+        let p0 = bi * bs;
+        let n = (tk - p0).min(bs);
+        let kb = &k_cache[b as usize * bs * kvd..][..bs * kvd];
+        let mut s0 = 0;
+        while s0 < n {
+            let w = (n - s0).min(LANES);
+            let mut acc = [[0.0f32; LANES]; R];
+            if s0 + LANES <= bs {
+                // Full lanes (slots past `n` hold stale values; their lanes are dropped).
+                for i in 0..d {
+                    let kt = &kb[(off + i) * bs + s0..(off + i) * bs + s0 + LANES];
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let qv = q[r * d + i];
+                        for l in 0..LANES {
+                            a[l] = qv.mul_add(kt[l], a[l]);
+                        }
+                    }
+                }
+            } else {
+                for i in 0..d {
+                    let kt = &kb[(off + i) * bs + s0..(off + i) * bs + s0 + w];
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let qv = q[r * d + i];
+                        for (al, &kl) in a.iter_mut().zip(kt) {
+                            *al = qv.mul_add(kl, *al);
+                        }
+                    }
+                }
+            }
+            for (r, a) in acc.iter().enumerate() {
+                for (dst, &x) in scores[r * tk + p0 + s0..r * tk + p0 + s0 + w]
+                    .iter_mut()
+                    .zip(a)
+                {
+                    *dst = scale * x;
+                }
+            }
+            s0 += w;
         }
     }
-    let mut s = 0.0f32;
-    for (x, y) in ar.iter().zip(br) {
-        s = x.mul_add(*y, s);
+}
+
+/// Query heads whose outputs accumulate together in [`pv_tile`] (each value chunk is loaded
+/// once for all of them; `PV_HEADS` independent accumulators hide the FMA latency).
+const PV_HEADS: usize = 4;
+
+/// `out[r, :] = Σ_p scores[r, p] · v[p, off..off + d]` for `R` query heads, 16 output dims at
+/// a time accumulated in registers over all positions (read through the block table).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn pv_tile<const R: usize>(
+    out: &mut [f32],
+    scores: &[f32],
+    v_cache: &[f32],
+    bs: usize,
+    blocks: &[u32],
+    tk: usize,
+    kvd: usize,
+    off: usize,
+    d: usize,
+) {
+    let mut c0 = 0;
+    while c0 < d {
+        let w = (d - c0).min(LANES);
+        let mut acc = [[0.0f32; LANES]; R];
+        for (bi, &b) in blocks.iter().enumerate() {
+            let p0 = bi * bs;
+            let n = (tk - p0).min(bs);
+            let vb = &v_cache[b as usize * bs * kvd..][..n * kvd];
+            for (j, vrow) in vb.chunks_exact(kvd).enumerate() {
+                let v = &vrow[off + c0..off + c0 + w];
+                if w == LANES {
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let s = scores[r * tk + p0 + j];
+                        for l in 0..LANES {
+                            a[l] = s.mul_add(v[l], a[l]);
+                        }
+                    }
+                } else {
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let s = scores[r * tk + p0 + j];
+                        for (al, &vl) in a.iter_mut().zip(v) {
+                            *al = s.mul_add(vl, *al);
+                        }
+                    }
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            out[r * d + c0..r * d + c0 + w].copy_from_slice(&a[..w]);
+        }
+        c0 += w;
     }
-    for v in acc {
-        s += v;
-    }
-    s
 }
 
 #[cfg(test)]
@@ -300,9 +401,11 @@ mod tests {
             let mut k = Vec::new();
             let mut v = Vec::new();
             for p in 0..tk {
-                let at = (blocks[p / bs] as usize * bs + p % bs) * kvd;
-                k.extend_from_slice(&kc[at..at + kvd]);
+                let (b, slot) = (blocks[p / bs] as usize, p % bs);
+                let at = (b * bs + slot) * kvd;
                 v.extend_from_slice(&vc[at..at + kvd]);
+                // Keys are transposed within a block: element c at (b·kvd + c)·bs + slot.
+                k.extend((0..kvd).map(|c| kc[(b * kvd + c) * bs + slot]));
             }
             let q = values(heads.q * heads.dim, 3);
             let scale = 1.0 / (heads.dim as f32).sqrt();
