@@ -1,6 +1,7 @@
 //! Decode-shaped matmuls (`m` rows × Qwen2.5-0.5B weights, linear layout `a·bᵀ`): time per
 //! call and the weight bytes streamed per second. Run:
-//! `cargo run --release -p grpo-kernels --example bench_small_m [-- M]`.
+//! `cargo run --release -p grpo-kernels --example bench_small_m [-- M [tiny]]` (`tiny`: the
+//! C1 model's shapes, d=256, I=704, V=512).
 
 use std::time::Instant;
 
@@ -9,7 +10,15 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(8);
-    let shapes = [
+    let tiny = std::env::args().nth(2).as_deref() == Some("tiny");
+    let tiny_shapes = [
+        ("q_proj", 256usize, 256usize),
+        ("k_proj", 256, 64),
+        ("gate_proj", 256, 704),
+        ("down_proj", 704, 256),
+        ("lm_head", 256, 512),
+    ];
+    let big_shapes = [
         ("q_proj", 896usize, 896usize),
         ("k_proj", 896, 128),
         ("o_proj", 896, 896),
@@ -17,8 +26,9 @@ fn main() {
         ("down_proj", 4864, 896),
         ("lm_head", 896, 151_936),
     ];
+    let shapes: &[(&str, usize, usize)] = if tiny { &tiny_shapes } else { &big_shapes };
     println!("m = {m}, {} rayon threads", rayon::current_num_threads());
-    for (name, k, n) in shapes {
+    for &(name, k, n) in shapes {
         // Enough distinct weight copies that they do not all sit in the last-level cache.
         let copies = (600_000_000 / (n * k * 4)).clamp(1, 64);
         let bs: Vec<Vec<f32>> = (0..copies)
@@ -26,7 +36,7 @@ fn main() {
             .collect();
         let a: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.1).collect();
         let mut out = vec![0.0f32; m * n];
-        let iters = (copies * 4).max(8);
+        let iters = (copies * 4).max(8).max(200_000_000 / (m * n * k));
         for b in &bs {
             grpo_kernels::ops::gemm::matmul(&mut out, &a, b, m, k, n, false, true, false).unwrap();
         }

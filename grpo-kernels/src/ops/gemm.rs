@@ -36,14 +36,25 @@ const SMALL_M_ROWS: usize = 48;
 /// Lanes of one accumulator in the small-`m` kernel (one AVX-512 register, two AVX2 ones).
 const DOT_LANES: usize = 16;
 
-/// Sums the lanes of one accumulator in index order, then the `k % 16` tail elements: the
-/// same order in every version, so the portable, AVX2 and AVX-512 paths agree bit for bit.
+/// Sums the lanes of one accumulator as a tree (`l + (l+8)` first), then the `k % 16` tail
+/// elements: the same order in every version, so the portable, AVX2 and AVX-512 paths agree
+/// bit for bit.
 #[inline(always)]
 fn finish_dot(lanes: &[f32; DOT_LANES], a_tail: &[f32], b_tail: &[f32]) -> f32 {
-    let mut sum = 0.0f32;
-    for v in lanes {
-        sum += v;
+    let mut t8 = [0.0f32; 8];
+    for l in 0..8 {
+        t8[l] = lanes[l] + lanes[l + 8];
     }
+    finish_dot8(&t8, a_tail, b_tail)
+}
+
+/// The rest of [`finish_dot`] from the 8 sums `lanes[l] + lanes[l + 8]`: pairwise halving
+/// (`l + (l+4)`, then `l + (l+2)`, then lane 0 + lane 1, the order of a vector reduction),
+/// then the tail products in order.
+#[inline(always)]
+fn finish_dot8(t8: &[f32; 8], a_tail: &[f32], b_tail: &[f32]) -> f32 {
+    let t4 = [t8[0] + t8[4], t8[1] + t8[5], t8[2] + t8[6], t8[3] + t8[7]];
+    let mut sum = (t4[0] + t4[2]) + (t4[1] + t4[3]);
     for (x, y) in a_tail.iter().zip(b_tail) {
         sum = x.mul_add(*y, sum);
     }
@@ -85,7 +96,7 @@ fn dot_tile_portable<const R: usize, const C: usize>(
 /// portable version's `mul_add` (so all versions round identically).
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::{DOT_LANES, finish_dot};
+    use super::{DOT_LANES, finish_dot8};
     use std::arch::x86_64::*;
 
     /// # Safety
@@ -126,11 +137,14 @@ mod simd {
         }
         for (r, accr) in acc.iter().enumerate() {
             for (c, x) in accr.iter().enumerate() {
-                let mut lanes = [0.0f32; DOT_LANES];
-                // SAFETY: `lanes` holds 16 floats.
-                unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *x) };
-                out_t[c * m + r] = finish_dot(
-                    &lanes,
+                // Lanes l + (l+8) as one 256-bit add, then the scalar rest of the tree.
+                let lo = _mm512_castps512_ps256(*x);
+                let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(*x)));
+                let mut t8 = [0.0f32; 8];
+                // SAFETY: `t8` holds 8 floats.
+                unsafe { _mm256_storeu_ps(t8.as_mut_ptr(), _mm256_add_ps(lo, hi)) };
+                out_t[c * m + r] = finish_dot8(
+                    &t8,
                     &a[r * k + full..(r + 1) * k],
                     &b[c * k + full..(c + 1) * k],
                 );
@@ -185,14 +199,11 @@ mod simd {
         }
         for (r, accr) in acc.iter().enumerate() {
             for (c, x) in accr.iter().enumerate() {
-                let mut lanes = [0.0f32; DOT_LANES];
-                // SAFETY: `lanes` holds 16 floats: 8 from each register.
-                unsafe {
-                    _mm256_storeu_ps(lanes.as_mut_ptr(), x[0]);
-                    _mm256_storeu_ps(lanes.as_mut_ptr().add(8), x[1]);
-                }
-                out_t[c * m + r] = finish_dot(
-                    &lanes,
+                let mut t8 = [0.0f32; 8];
+                // SAFETY: `t8` holds 8 floats (lanes l + (l+8)).
+                unsafe { _mm256_storeu_ps(t8.as_mut_ptr(), _mm256_add_ps(x[0], x[1])) };
+                out_t[c * m + r] = finish_dot8(
+                    &t8,
                     &a[r * k + full..(r + 1) * k],
                     &b[c * k + full..(c + 1) * k],
                 );
