@@ -30,6 +30,8 @@ enum Command {
     Generate(cmd::generate::Args),
     /// Score completions: per-token log-probs and entropies.
     Score(cmd::score::Args),
+    /// Serve a checkpoint over an OpenAI-compatible HTTP API.
+    Serve(cmd::serve::Args),
     /// Run a verifier over a JSONL file.
     Verify(cmd::verify::Args),
     /// List or evaluate the estimator/loss registry.
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => cmd::eval::run(a),
         Command::Generate(a) => cmd::generate::run(a),
         Command::Score(a) => cmd::score::run(a),
+        Command::Serve(a) => cmd::serve::run(a),
         Command::Verify(a) => cmd::verify::run(a),
         Command::Estimators(a) => cmd::estimators::run(a),
         Command::Env(a) => cmd::env::run(a),

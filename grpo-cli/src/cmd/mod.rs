@@ -8,5 +8,6 @@ pub mod eval;
 pub mod generate;
 pub mod io;
 pub mod score;
+pub mod serve;
 pub mod train;
 pub mod verify;

@@ -2,5 +2,6 @@
 mod env;
 mod estimators;
 mod generate;
+mod serve;
 mod train;
 mod verify;

@@ -292,16 +292,15 @@ where
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let info = server.info();
+    tracing::info!(
+        "serving {} (context {}, vocab {})",
+        server.config().model_name,
+        info.context,
+        info.vocab_size
+    );
     runtime.block_on(async move {
         let listener = bind(&addr).await?;
-        let name = server.config().model_name.clone();
-        let info = server.info();
-        tracing::info!(
-            "serving {name} (context {}, vocab {}) on http://{}",
-            info.context,
-            info.vocab_size,
-            listener.local_addr()?
-        );
         server
             .serve(listener, async {
                 if tokio::signal::ctrl_c().await.is_err() {
