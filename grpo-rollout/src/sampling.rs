@@ -19,11 +19,10 @@ pub struct SampleOut {
     pub logprob_processed: f32,
 }
 
-/// log-softmax of `logits` at `token`, in f64 for accuracy.
+/// log-softmax of `logits` at `token` (grpo-kernels' vectorised [`ksample::logprob_of`],
+/// lanes combined in f64); NaN for an out-of-range token or NaN logits.
 pub fn raw_logprob(logits: &[f32], token: u32) -> f32 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let sum: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
-    (logits[token as usize] as f64 - max - sum.ln()) as f32
+    ksample::logprob_of(logits, token).unwrap_or(f32::NAN)
 }
 
 /// Samples one token. `params` were validated by the engine.
@@ -51,8 +50,11 @@ pub fn sample_token(
     });
     let view: &[f32] = masked.as_deref().unwrap_or(logits);
     let s = ksample::sample(view, &kp, rng);
-    let (token, processed) = match s {
-        Ok(s) => (s.token, s.logprob),
+    let (token, processed, raw) = match s {
+        // The kernel's raw log-prob is over `view`; with EOS masked it must be recomputed
+        // over the unmasked row (the model's distribution).
+        Ok(s) if masked.is_none() => (s.token, s.logprob, s.logprob_raw),
+        Ok(s) => (s.token, s.logprob, raw_logprob(logits, s.token)),
         // Validated parameters make this unreachable for finite logits; fall
         // back to greedy on the raw logits rather than aborting a batch.
         Err(_) => {
@@ -62,12 +64,12 @@ pub fn sample_token(
                 .fold((0usize, f32::NEG_INFINITY), |b, (i, &x)| {
                     if x > b.1 { (i, x) } else { b }
                 });
-            (i as u32, 0.0)
+            (i as u32, 0.0, raw_logprob(logits, i as u32))
         }
     };
     SampleOut {
         token,
-        logprob_raw: raw_logprob(logits, token),
+        logprob_raw: raw,
         logprob_processed: processed,
     }
 }

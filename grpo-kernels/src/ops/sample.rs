@@ -222,10 +222,54 @@ pub fn sample(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rng) -> 
     })
 }
 
+/// Log-probability of `token` under the temperature-1 softmax of `logits` (the value a
+/// trainer scoring the token computes): `logits[token] − logsumexp(logits)`, with the
+/// vectorised exponential and lanes combined in f64. NaN when a logit is NaN; errors when
+/// `token` is out of range or the row is empty.
+pub fn logprob_of(logits: &[f32], token: u32) -> Result<f32> {
+    const OP: &str = "logprob_of";
+    let Some(&x) = logits.get(token as usize) else {
+        return Err(invalid(
+            OP,
+            "token",
+            format!("{token} is outside a row of {}", logits.len()),
+        ));
+    };
+    let m = math::max(logits);
+    if logits.iter().any(|v| v.is_nan()) {
+        return Ok(f32::NAN);
+    }
+    let lse = f64::from(m) + math::exp_moments(logits, m).0.ln();
+    Ok((f64::from(x) - lse) as f32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn logprob_of_matches_f64_log_softmax() {
+        let logits: Vec<f32> = (0..1000)
+            .map(|i| ((i * 37 % 101) as f32) * 0.13 - 6.0)
+            .collect();
+        let m = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let z: f64 = logits.iter().map(|&x| (x as f64 - m).exp()).sum();
+        for t in [0u32, 17, 999] {
+            let want = logits[t as usize] as f64 - m - z.ln();
+            let got = logprob_of(&logits, t).unwrap();
+            assert!((got as f64 - want).abs() < 1e-5, "{got} vs {want}");
+        }
+        assert!(
+            logprob_of(&logits, 1000)
+                .unwrap_err()
+                .to_string()
+                .contains("`token`")
+        );
+        let mut with_inf = logits.clone();
+        with_inf[3] = f32::NEG_INFINITY;
+        assert!(logprob_of(&with_inf, 0).unwrap().is_finite());
+    }
 
     #[test]
     fn greedy_picks_first_max() {
