@@ -80,6 +80,9 @@ pub(crate) struct Parsed {
     pub(crate) logprobs: bool,
     /// Add `token_ids` / `prompt_token_ids` to each choice.
     pub(crate) return_token_ids: bool,
+    /// `stream: true`: answer as server-sent events; the flag is
+    /// `stream_options.include_usage`.
+    pub(crate) stream: Option<bool>,
 }
 
 /// Server-side facts a request is checked against.
@@ -192,14 +195,29 @@ fn kind_name(v: &Value) -> &'static str {
     }
 }
 
+/// `stream` and `stream_options.include_usage`.
+fn stream(f: &Fields<'_>) -> ApiResult<Option<bool>> {
+    if f.bool("stream")? != Some(true) {
+        return Ok(None);
+    }
+    let include_usage = match f.get("stream_options") {
+        None => false,
+        Some(Value::Object(o)) => Fields(o)
+            .bool("include_usage")
+            .map_err(|_| ApiError::field("stream_options", "include_usage must be true or false"))?
+            .unwrap_or(false),
+        Some(v) => {
+            return Err(ApiError::field(
+                "stream_options",
+                format!("expected an object, got {}", kind_name(v)),
+            ));
+        }
+    };
+    Ok(Some(include_usage))
+}
+
 /// Options the server does not implement: rejected unless they have their neutral value.
 fn reject_unsupported(f: &Fields<'_>, endpoint: Endpoint, n: usize) -> ApiResult<()> {
-    if f.bool("stream")? == Some(true) {
-        return Err(ApiError::invalid(
-            Some("stream"),
-            "streaming is not supported; send the request without `stream: true`",
-        ));
-    }
     for k in ["frequency_penalty", "presence_penalty"] {
         if let Some(x) = f.f32(k)?
             && x != 0.0
@@ -455,6 +473,7 @@ pub(crate) fn parse_completions(body: &[u8], limits: &Limits<'_>) -> ApiResult<P
         requests,
         logprobs,
         return_token_ids: f.bool("return_token_ids")?.unwrap_or(false),
+        stream: stream(&f)?,
     })
 }
 
@@ -555,6 +574,7 @@ pub(crate) fn parse_chat(body: &[u8], limits: &Limits<'_>) -> ApiResult<Parsed> 
         requests: vec![req],
         logprobs,
         return_token_ids: f.bool("return_token_ids")?.unwrap_or(false),
+        stream: stream(&f)?,
     })
 }
 
@@ -693,6 +713,48 @@ pub(crate) fn chat_response(
     })
 }
 
+/// A complete response as server-sent events: one chunk per choice holding its whole
+/// text (chat: `delta` with role and content) and its finish reason, then (with
+/// `include_usage`) a chunk with empty `choices` and the `usage`, then `data: [DONE]`.
+/// Everything is sent after generation ends: the events are not incremental.
+pub(crate) fn to_sse(response: &Value, include_usage: bool) -> String {
+    let chat = response["object"] == "chat.completion";
+    let mut out = String::new();
+    let mut push = |v: &Value| {
+        out.push_str("data: ");
+        out.push_str(&v.to_string());
+        out.push_str("\n\n");
+    };
+    let chunk = |choices: Value| {
+        let mut c = json!({
+            "id": response["id"],
+            "object": if chat { "chat.completion.chunk" } else { "text_completion" },
+            "created": response["created"],
+            "model": response["model"],
+            "choices": choices,
+        });
+        if include_usage {
+            c["usage"] = Value::Null;
+        }
+        c
+    };
+    for choice in response["choices"].as_array().into_iter().flatten() {
+        let mut choice = choice.clone();
+        if chat && let Some(obj) = choice.as_object_mut() {
+            let message = obj.remove("message").unwrap_or(Value::Null);
+            obj.insert("delta".into(), message);
+        }
+        push(&chunk(json!([choice])));
+    }
+    if include_usage {
+        let mut last = chunk(json!([]));
+        last["usage"] = response["usage"].clone();
+        push(&last);
+    }
+    out.push_str("data: [DONE]\n\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -742,7 +804,10 @@ mod tests {
             (json!({"prompt": [1], "stop": [""]}), "stop"),
             (json!({"prompt": [1], "stop": 3}), "stop"),
             (json!({"prompt": [1], "echo": true}), "echo"),
-            (json!({"prompt": [1], "stream": true}), "stream"),
+            (
+                json!({"prompt": [1], "stream": true, "stream_options": 1}),
+                "stream_options",
+            ),
             (json!({"prompt": [1], "logprobs": -1}), "logprobs"),
             (
                 json!({"prompt": [1], "presence_penalty": 0.5}),

@@ -40,7 +40,13 @@
 //! Responses carry `id`, `object`, `created`, `model` (always the served name: any
 //! requested `model` is accepted), `choices` (`finish_reason` is `"stop"` for an
 //! end-of-sequence token, stop token or stop string, `"length"` at `max_tokens` or a full
-//! context) and `usage`. `stream: true` is rejected with 400 (streaming is not supported).
+//! context) and `usage`. Other request fields are ignored.
+//!
+//! `stream: true` answers with server-sent events in OpenAI's chunk format (`data: {chunk}`
+//! lines, chat chunks carry `delta`, then `data: [DONE]`; `stream_options.include_usage`
+//! adds a last chunk with the usage), but *buffered*: the events are sent when generation
+//! has finished, one chunk per choice holding its whole text. Clients that require
+//! streaming work; they get no lower time-to-first-token.
 //!
 //! Seeds: a request without `seed` gets one from a counter mixed with
 //! [`ServerConfig::seed`]; prompt `i` of a request uses `seed + i`, and sample `j` of a

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -120,32 +120,42 @@ fn created() -> u64 {
 }
 
 async fn run(
-    s: &AppState,
+    s: Arc<AppState>,
     body: Result<Bytes, BytesRejection>,
     parse: fn(&[u8], &Limits<'_>) -> Result<Parsed, ApiError>,
     respond: fn(&Header<'_>, &Parsed, &[Vec<Completion>], Option<&dyn super::Codec>) -> Value,
     prefix: &str,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let body = body.map_err(body_error)?;
-    let k = next(s);
-    let parsed = parse(&body, &limits(s, k))?;
-    let results = generate(s, parsed.requests.clone()).await?;
+    let k = next(&s);
+    // Tokenizing and rendering a template is CPU work: keep it off the runtime's threads.
+    let state = s.clone();
+    let parsed = tokio::task::spawn_blocking(move || parse(&body, &limits(&state, k)))
+        .await
+        .map_err(|_| ApiError::server("parsing the request failed (see the server log)"))??;
+    let results = generate(&s, parsed.requests.clone()).await?;
     let header = Header {
         id: format!("{prefix}-{:x}{k:06x}", s.started),
         created: created(),
         model: &s.config.model_name,
     };
-    Ok(axum::Json(respond(
-        &header,
-        &parsed,
-        &results,
-        s.codec.as_deref(),
-    )))
+    let value = respond(&header, &parsed, &results, s.codec.as_deref());
+    Ok(match parsed.stream {
+        None => axum::Json(value).into_response(),
+        Some(include_usage) => (
+            [
+                (header::CONTENT_TYPE, "text/event-stream"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            api::to_sse(&value, include_usage),
+        )
+            .into_response(),
+    })
 }
 
 async fn completions(State(s): Shared, body: Result<Bytes, BytesRejection>) -> Response {
     run(
-        &s,
+        s,
         body,
         api::parse_completions,
         api::completions_response,
@@ -156,7 +166,7 @@ async fn completions(State(s): Shared, body: Result<Bytes, BytesRejection>) -> R
 }
 
 async fn chat(State(s): Shared, body: Result<Bytes, BytesRejection>) -> Response {
-    run(&s, body, api::parse_chat, api::chat_response, "chatcmpl")
+    run(s, body, api::parse_chat, api::chat_response, "chatcmpl")
         .await
         .into_response()
 }

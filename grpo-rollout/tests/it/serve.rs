@@ -99,6 +99,33 @@ async fn call(
     (status, value)
 }
 
+/// The `data:` payloads of a server-sent-events response (the last must be `[DONE]`).
+async fn post_sse(router: &Router, path: &str, body: Value) -> Vec<Value> {
+    let req = HttpRequest::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = router.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let events: Vec<&str> = text
+        .split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| e.strip_prefix("data: ").unwrap())
+        .collect();
+    assert_eq!(events.last(), Some(&"[DONE]"), "{text}");
+    events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect()
+}
+
 async fn post(router: &Router, path: &str, body: Value) -> (StatusCode, Value) {
     call(router, "POST", path, Some(body.to_string())).await
 }
@@ -431,8 +458,8 @@ async fn bad_requests_get_400_naming_the_field() {
         ),
         (
             "/v1/completions",
-            json!({"prompt": [5], "stream": true}),
-            Some("stream"),
+            json!({"prompt": [5], "stream": true, "stream_options": []}),
+            Some("stream_options"),
         ),
         (
             "/v1/completions",
@@ -468,11 +495,6 @@ async fn bad_requests_get_400_naming_the_field() {
             "/v1/chat/completions",
             json!({"messages": [{"role": "user", "content": "x"}], "n": 9}),
             Some("n"),
-        ),
-        (
-            "/v1/chat/completions",
-            json!({"messages": [{"role": "user", "content": "x"}], "stream": true}),
-            Some("stream"),
         ),
     ];
     for (path, body, field) in cases {
@@ -593,4 +615,46 @@ async fn serves_over_a_socket() {
     assert_eq!(v["choices"].as_array().unwrap().len(), 1);
     stop_tx.send(()).unwrap();
     task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn stream_sends_the_same_choices_as_events() {
+    let router = server(true).router();
+    let body = json!({"prompt": "hello", "n": 2, "max_tokens": 6, "seed": 9, "logprobs": 1});
+    let (_, plain) = post(&router, "/v1/completions", body.clone()).await;
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let chunks = post_sse(&router, "/v1/completions", streamed).await;
+    assert_eq!(chunks.len(), 2);
+    for (i, c) in chunks.iter().enumerate() {
+        assert_eq!(c["object"], "text_completion");
+        assert_eq!(c["model"], "tiny");
+        let choice = &c["choices"][0];
+        assert_eq!(choice["index"], i);
+        assert_eq!(choice["text"], plain["choices"][i]["text"]);
+        assert_eq!(
+            choice["finish_reason"],
+            plain["choices"][i]["finish_reason"]
+        );
+        assert_eq!(choice["logprobs"], plain["choices"][i]["logprobs"]);
+    }
+
+    let body = json!({
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 5,
+        "seed": 2,
+    });
+    let (_, plain) = post(&router, "/v1/chat/completions", body.clone()).await;
+    let mut streamed = body;
+    streamed["stream"] = json!(true);
+    streamed["stream_options"] = json!({"include_usage": true});
+    let chunks = post_sse(&router, "/v1/chat/completions", streamed).await;
+    assert_eq!(chunks.len(), 2, "{chunks:?}");
+    assert_eq!(chunks[0]["object"], "chat.completion.chunk");
+    let delta = &chunks[0]["choices"][0]["delta"];
+    assert_eq!(delta["role"], "assistant");
+    assert_eq!(delta["content"], plain["choices"][0]["message"]["content"]);
+    assert_eq!(chunks[0]["usage"], Value::Null);
+    assert_eq!(chunks[1]["choices"], json!([]));
+    assert_eq!(chunks[1]["usage"], plain["usage"]);
 }
