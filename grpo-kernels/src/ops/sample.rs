@@ -103,10 +103,15 @@ pub fn sample(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rng) -> 
     if logits.len() > u32::MAX as usize {
         return Err(invalid(OP, "logits", "more than u32::MAX entries"));
     }
-    if let Some((index, &value)) = logits
+    // One branch-free (vectorised) pass for the common all-finite case, then the position.
+    let bad = logits
         .iter()
-        .enumerate()
-        .find(|(_, x)| x.is_nan() || **x == f32::INFINITY)
+        .fold(false, |acc, x| acc | x.is_nan() | (*x == f32::INFINITY));
+    if bad
+        && let Some((index, &value)) = logits
+            .iter()
+            .enumerate()
+            .find(|(_, x)| x.is_nan() || **x == f32::INFINITY)
     {
         return Err(KernelError::NonFinite {
             op: OP,
@@ -115,14 +120,9 @@ pub fn sample(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rng) -> 
             value,
         });
     }
-    // First index of the maximum.
-    let (argmax, zmax) =
-        logits
-            .iter()
-            .enumerate()
-            .fold((0usize, f32::NEG_INFINITY), |(bi, bz), (i, &z)| {
-                if z > bz { (i, z) } else { (bi, bz) }
-            });
+    // First index of the maximum (the vectorised maximum, then its first position).
+    let zmax = math::max(logits);
+    let argmax = logits.iter().position(|&z| z == zmax).unwrap_or(0);
     if zmax == f32::NEG_INFINITY {
         return Err(invalid(OP, "logits", "every logit is -inf"));
     }
