@@ -28,7 +28,8 @@
 //!   in the output are *not* parsed: the reply is the raw text as `content`). Parameters as
 //!   above with `max_completion_tokens` (or `max_tokens`; default: the rest of the
 //!   context), `logprobs: true` → `choices[].logprobs.content[{token, logprob, bytes,
-//!   top_logprobs: []}]`; `top_logprobs` > 0 is rejected.
+//!   top_logprobs: []}]`; `top_logprobs` > 0 and a `response_format` other than text are
+//!   rejected.
 //! - `GET /health`: 200 once the model is loaded.
 //!
 //! Extensions (vLLM names): `top_k` (0 or -1 = off), `min_p`, `min_tokens`,
