@@ -70,6 +70,9 @@ pub(crate) struct Seq {
     pub recompute: bool,
     /// Set when the current turn ended: the finished completion.
     pub done: Option<Completion>,
+    /// The next token drawn from `logits` ahead of the serial stop checks (see
+    /// [`Core::draw_all`]).
+    pub drawn: Option<SampleOut>,
 }
 
 impl Seq {
@@ -96,6 +99,7 @@ impl Seq {
             text_len_checked: 0,
             recompute: false,
             done: None,
+            drawn: None,
         }
     }
 
@@ -287,8 +291,49 @@ impl<'m, M: Lm> Core<'m, M> {
         true
     }
 
-    /// Samples the next token of a running sequence from its logits and checks the stop
-    /// conditions; sets `done` when the turn ends.
+    /// Draws the next token of every running sequence that has logits, in parallel when
+    /// the rows are large (the vocabulary-wide softmax dominates); each sequence uses only
+    /// its own RNG, so the draws are the same serial or parallel, in any batch.
+    fn draw_all(&mut self) {
+        use rayon::prelude::*;
+        let eos = &self.eos;
+        let draw = |s: &mut Seq| {
+            let Seq {
+                phase,
+                logits,
+                params,
+                rng,
+                tokens,
+                turn_start,
+                drawn,
+                ..
+            } = s;
+            if *phase != Phase::Running {
+                return;
+            }
+            if let Some(logits) = logits {
+                let produced = tokens.len() - *turn_start;
+                let suppress_eos = !params.ignore_eos && produced < params.min_new_tokens;
+                *drawn = Some(sample_token(logits, params, eos, suppress_eos, rng));
+            }
+        };
+        let work: usize = self
+            .seqs
+            .iter()
+            .flatten()
+            .filter(|s| s.phase == Phase::Running)
+            .filter_map(|s| s.logits.as_ref().map(Vec::len))
+            .sum();
+        if work >= 1 << 17 {
+            self.seqs.par_iter_mut().flatten().for_each(draw);
+        } else {
+            self.seqs.iter_mut().flatten().for_each(draw);
+        }
+    }
+
+    /// Samples the next token of a running sequence from its logits (or takes the token
+    /// [`Core::draw_all`] drew) and checks the stop conditions; sets `done` when the turn
+    /// ends.
     fn sample(&mut self, id: usize, detok: Option<&dyn Detokenizer>) -> usize {
         let (eos, ctx) = (&self.eos, self.ctx);
         let Some(s) = self.seqs[id].as_mut() else {
@@ -298,19 +343,26 @@ impl<'m, M: Lm> Core<'m, M> {
             return 0;
         };
         let p = &s.params;
-        let produced = s.tokens.len() - s.turn_start;
-        let suppress_eos = !p.ignore_eos && produced < p.min_new_tokens;
         let SampleOut {
             token,
             logprob_raw,
             logprob_processed,
-        } = sample_token(&logits, p, eos, suppress_eos, &mut s.rng);
+        } = match s.drawn.take() {
+            Some(d) => d,
+            None => {
+                let produced = s.tokens.len() - s.turn_start;
+                let suppress_eos = !p.ignore_eos && produced < p.min_new_tokens;
+                sample_token(&logits, p, eos, suppress_eos, &mut s.rng)
+            }
+        };
         s.tokens.push(token);
         s.lp_raw.push(logprob_raw);
         s.lp_proc.push(logprob_processed);
         let ids = &s.tokens[s.turn_start..];
         let mut finish = None;
-        let mut text = String::new();
+        // The decoded turn, once computed (it may legitimately be empty: a stop string at
+        // the very start of the output cuts everything).
+        let mut text: Option<String> = None;
         if !p.ignore_eos && eos.contains(&token) {
             finish = Some(FinishReason::Eos);
         } else if p.stop_token_ids.contains(&token) {
@@ -318,23 +370,24 @@ impl<'m, M: Lm> Core<'m, M> {
         } else if !p.stop.is_empty()
             && let Some(d) = detok
         {
-            text = d.decode(ids);
-            if let Some(cut) = find_stop(&text, &p.stop, s.text_len_checked) {
-                text.truncate(cut);
+            let mut t = d.decode(ids);
+            if let Some(cut) = find_stop(&t, &p.stop, s.text_len_checked) {
+                t.truncate(cut);
                 finish = Some(FinishReason::Stop);
             } else {
-                s.text_len_checked = text.len();
+                s.text_len_checked = t.len();
             }
+            text = Some(t);
         }
         if finish.is_none() && (ids.len() >= p.max_new_tokens || s.tokens.len() >= ctx) {
             finish = Some(FinishReason::Length);
         }
         if let Some(reason) = finish {
-            if text.is_empty()
-                && let Some(d) = detok
-            {
-                text = d.decode(ids);
-            }
+            let text = match (text, detok) {
+                (Some(t), _) => t,
+                (None, Some(d)) => d.decode(ids),
+                (None, None) => String::new(),
+            };
             let logprobs = match p.logprob_mode {
                 LogprobMode::Raw => s.lp_raw.clone(),
                 LogprobMode::Processed => s.lp_proc.clone(),
@@ -362,6 +415,7 @@ impl<'m, M: Lm> Core<'m, M> {
         progress: &mut Progress,
     ) -> (Vec<usize>, Vec<(usize, String)>) {
         // 1. Sample.
+        self.draw_all();
         let mut finished = Vec::new();
         let mut produced = 0;
         for id in self.ids_in(Phase::Running) {

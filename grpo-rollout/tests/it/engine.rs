@@ -233,6 +233,21 @@ fn stop_strings_cut_text_at_the_match_and_stop_ids_stop() {
     assert_eq!(c.finish_reason, FinishReason::Stop);
     assert_eq!(c.text, full.text[..first]);
     assert_eq!(c.ids, full.ids[..first + stop.len()]);
+    // A stop string matching the very first output characters leaves an empty text (not
+    // the decoded output with the stop string).
+    p.stop = vec![full.text[..1].to_string()];
+    let (out, _) = run(
+        &m,
+        EngineConfig::default(),
+        &[Request {
+            prompt_ids: vec![4],
+            params: p.clone(),
+        }],
+    );
+    let c = &out[0].as_ref().unwrap()[0];
+    assert_eq!(c.finish_reason, FinishReason::Stop);
+    assert_eq!(c.text, "");
+    assert_eq!(c.ids, full.ids[..1]);
     // A stop token id.
     p.stop.clear();
     p.stop_token_ids = vec![full.ids[2]];
