@@ -5,7 +5,8 @@
 //! - `cpu [--reps N] [--quick] [C1 C2 C3 C3b C4 C5 ...]`: the CPU workloads of
 //!   `shared/docs/performance.md` §4. Ours runs through the hidden `grpo bench`
 //!   subcommand (release build); the peer through `scripts/bench_cpu_peer.py`, which
-//!   reuses `shared/bench/peer_bench_cpu.py`. Generation workloads are also run
+//!   reuses `shared/bench/peer_bench_cpu.py`; the two sides alternate workload by workload
+//!   (ours, then the peer) so load drift biases both alike. Generation workloads are also run
 //!   without prefix sharing (`C1-noshare`, ...; the peer has no sharing). `--quick`
 //!   keeps the tiny-model workloads (C1, C2) only. C5 (fused LM head + GRPO loss,
 //!   fwd+bwd) runs the `bench_c5` example of grpo-kernels against the eager PyTorch
@@ -122,45 +123,54 @@ fn cpu(args: &[String]) -> anyhow::Result<()> {
         .collect();
     let with_c5 = selected.iter().any(|(w, _)| *w == "C5");
 
-    let mut ours = Map::new();
-    if !model_workloads.is_empty() {
-        let grpo = build_ours(o.no_build)?;
-        for &(w, is_gen) in &model_workloads {
-            ours.insert(w.to_string(), run_ours(&grpo, w, o.reps, false)?);
-            if is_gen {
-                ours.insert(format!("{w}-noshare"), run_ours(&grpo, w, o.reps, true)?);
-            }
-        }
-    }
-    if with_c5 {
-        ours.insert("C5".to_string(), run_ours_c5(o.reps, o.no_build)?);
-    }
-
-    let names: Vec<String> = model_workloads.iter().map(|(w, _)| w.to_string()).collect();
+    // Ours and the peer alternate workload by workload, so a change in the machine's load
+    // during the run biases both sides of a ratio alike.
     let py = peer_python();
-    let mut peer = match &py {
-        Some(py) if !names.is_empty() => {
+    let mut ours = Map::new();
+    let mut peer_map = Map::new();
+    let grpo = if model_workloads.is_empty() {
+        None
+    } else {
+        Some(build_ours(o.no_build)?)
+    };
+    for &(w, is_gen) in &model_workloads {
+        let Some(grpo) = &grpo else { break };
+        ours.insert(w.to_string(), run_ours(grpo, w, o.reps, false)?);
+        if is_gen {
+            ours.insert(format!("{w}-noshare"), run_ours(grpo, w, o.reps, true)?);
+        }
+        if let Some(py) = &py {
             let script = project_root().join("scripts/bench_cpu_peer.py");
             let mut cmd = Command::new(py);
             cmd.arg(script)
                 .arg("--peer-dir")
                 .arg(peer_dir())
                 .args(["--reps", &o.reps.to_string()])
-                .args(&names);
-            Some(run_json(&mut cmd, "peer (PyTorch)")?)
+                .arg(w);
+            let v = run_json(&mut cmd, &format!("peer {w} (PyTorch)"))?;
+            for key in ["torch", "threads"] {
+                if let Some(x) = v.get(key) {
+                    peer_map.insert(key.to_string(), x.clone());
+                }
+            }
+            if let Some(x) = v.get(w) {
+                peer_map.insert(w.to_string(), x.clone());
+            }
         }
-        Some(_) => Some(json!({})),
-        None => None,
-    };
-    if let (Some(py), Some(Value::Object(p)), true) = (&py, &mut peer, with_c5) {
-        let mut cmd = Command::new(py);
-        cmd.arg(project_root().join("xtask/peer/bench_c5.py"))
-            .args(["--reps", &o.reps.to_string()]);
-        p.insert(
-            "C5".to_string(),
-            run_json(&mut cmd, "peer C5 (PyTorch eager)")?,
-        );
     }
+    if with_c5 {
+        ours.insert("C5".to_string(), run_ours_c5(o.reps, o.no_build)?);
+        if let Some(py) = &py {
+            let mut cmd = Command::new(py);
+            cmd.arg(project_root().join("xtask/peer/bench_c5.py"))
+                .args(["--reps", &o.reps.to_string()]);
+            peer_map.insert(
+                "C5".to_string(),
+                run_json(&mut cmd, "peer C5 (PyTorch eager)")?,
+            );
+        }
+    }
+    let peer = py.as_ref().map(|_| Value::Object(peer_map));
 
     let mut rows = Vec::new();
     for &(w, is_gen) in &selected {
