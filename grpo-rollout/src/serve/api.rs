@@ -630,36 +630,13 @@ pub(crate) fn completions_response(
     results: &[Vec<Completion>],
     codec: Option<&dyn Codec>,
 ) -> Value {
-    let mut choices = Vec::new();
-    for (req, comps) in parsed.requests.iter().zip(results) {
-        for c in comps {
-            let mut choice = json!({
-                "index": choices.len(),
-                "text": text(c, req),
-                "logprobs": Value::Null,
-                "finish_reason": finish_reason(c.finish_reason),
-            });
-            if parsed.logprobs {
-                choice["logprobs"] = json!({
-                    "tokens": c.ids.iter().map(|&t| token_text(codec, t)).collect::<Vec<_>>(),
-                    "token_logprobs": c.logprobs,
-                    "top_logprobs": Value::Null,
-                });
-            }
-            if parsed.return_token_ids {
-                choice["token_ids"] = json!(c.ids);
-                choice["prompt_token_ids"] = json!(req.prompt_ids);
-            }
-            choices.push(choice);
-        }
-    }
-    json!({
-        "id": h.id,
-        "object": "text_completion",
-        "created": h.created,
-        "model": h.model,
-        "choices": choices,
-        "usage": usage(parsed, results),
+    response(h, "text_completion", parsed, results, |req, c| {
+        let logprobs = json!({
+            "tokens": c.ids.iter().map(|&t| token_text(codec, t)).collect::<Vec<_>>(),
+            "token_logprobs": c.logprobs,
+            "top_logprobs": Value::Null,
+        });
+        (json!({ "text": text(c, req) }), logprobs)
     })
 }
 
@@ -670,32 +647,50 @@ pub(crate) fn chat_response(
     results: &[Vec<Completion>],
     codec: Option<&dyn Codec>,
 ) -> Value {
+    response(h, "chat.completion", parsed, results, |req, c| {
+        let content: Vec<Value> = c
+            .ids
+            .iter()
+            .zip(&c.logprobs)
+            .map(|(&t, &lp)| {
+                let token = token_text(codec, t);
+                json!({
+                    "token": token,
+                    "logprob": lp,
+                    "bytes": token.as_bytes(),
+                    "top_logprobs": [],
+                })
+            })
+            .collect();
+        let message = json!({
+            "message": {"role": "assistant", "content": text(c, req)},
+        });
+        (message, json!({ "content": content }))
+    })
+}
+
+/// The response envelope shared by both endpoints: one choice per completion in request
+/// order, each built from `body(request, completion)` = (the choice's own fields, its
+/// `logprobs` object, used only when log-probs were requested), plus finish reason, token
+/// ids on request, and usage.
+fn response(
+    h: &Header<'_>,
+    object: &str,
+    parsed: &Parsed,
+    results: &[Vec<Completion>],
+    body: impl Fn(&Request, &Completion) -> (Value, Value),
+) -> Value {
     let mut choices = Vec::new();
     for (req, comps) in parsed.requests.iter().zip(results) {
         for c in comps {
-            let mut choice = json!({
-                "index": choices.len(),
-                "message": {"role": "assistant", "content": text(c, req)},
-                "logprobs": Value::Null,
-                "finish_reason": finish_reason(c.finish_reason),
-            });
-            if parsed.logprobs {
-                let content: Vec<Value> = c
-                    .ids
-                    .iter()
-                    .zip(&c.logprobs)
-                    .map(|(&t, &lp)| {
-                        let token = token_text(codec, t);
-                        json!({
-                            "token": token,
-                            "logprob": lp,
-                            "bytes": token.as_bytes(),
-                            "top_logprobs": [],
-                        })
-                    })
-                    .collect();
-                choice["logprobs"] = json!({ "content": content });
-            }
+            let (mut choice, logprobs) = body(req, c);
+            choice["index"] = json!(choices.len());
+            choice["logprobs"] = if parsed.logprobs {
+                logprobs
+            } else {
+                Value::Null
+            };
+            choice["finish_reason"] = json!(finish_reason(c.finish_reason));
             if parsed.return_token_ids {
                 choice["token_ids"] = json!(c.ids);
                 choice["prompt_token_ids"] = json!(req.prompt_ids);
@@ -705,7 +700,7 @@ pub(crate) fn chat_response(
     }
     json!({
         "id": h.id,
-        "object": "chat.completion",
+        "object": object,
         "created": h.created,
         "model": h.model,
         "choices": choices,
