@@ -16,6 +16,11 @@
 //! transformer), [`sampling`], [`params`], [`stop`]. With the `serve` feature, `serve` is an
 //! OpenAI-compatible HTTP server over the engine (`grpo serve`).
 //!
+//! Decoding a small model is thousands of small parallel ops per step: call
+//! [`Engine::generate`] from inside rayon's pool (e.g. `rayon::scope(|_| ...)`, as the `grpo`
+//! binary and `grpo_train::train` do) so the calling thread takes part in them instead of
+//! handing each one over and sleeping.
+//!
 //! The engine is generic over the [`Lm`] trait, so it can be tested with a toy model and
 //! driven by a `grpo-model` transformer:
 //!
