@@ -28,6 +28,10 @@ const PARALLEL_THRESHOLD: usize = 64 * 64 * 64;
 /// tiled path is 1.2–3.5× faster up to 32 rows, and up to 64 rows when `n ≤ k` (the packed
 /// kernel is weak when the output is narrow and `k` long, e.g. `down_proj`).
 const SMALL_M: usize = 32;
+/// Rows of `a` per worker from which a product may be split by rows (see [`matmul`]).
+const ROW_SPLIT_MIN_ROWS: usize = 64;
+/// Weights up to this many elements are split by rows whatever their shape.
+const ROW_SPLIT_MAX_WEIGHT: usize = 1 << 20;
 /// Up to this many rows, the tiled path also runs products with `n ≤ k`.
 const SMALL_M_NARROW: usize = 64;
 /// Rows of `b` per parallel task in the small-`m` path (a multiple of every tile width).
@@ -370,6 +374,52 @@ pub fn matmul(
     }
     let (a_rs, a_cs) = if trans_a { (1, m) } else { (k, 1) };
     let (b_rs, b_cs) = if trans_b { (1, k) } else { (n, 1) };
+    // Row split: each worker runs the single-threaded kernel on its own rows of `a`/`out`
+    // (packing the weight once per worker). Faster than the kernel's own parallel split when
+    // the weight is small or narrow (measured on Qwen2.5-0.5B and C1 shapes,
+    // `examples/bench_small_m`): q/k/o/down projections and every matrix of a tiny model;
+    // slower for wide weights such as gate/up and the LM head of a large model.
+    let threads = rayon::current_num_threads();
+    let narrow = n <= k || n.saturating_mul(k) <= ROW_SPLIT_MAX_WEIGHT;
+    if !trans_a && threads > 1 && m >= ROW_SPLIT_MIN_ROWS * threads && narrow {
+        use rayon::prelude::*;
+        let rows = m.div_ceil(threads);
+        return out
+            .par_chunks_mut(rows * n)
+            .zip(a.par_chunks(rows * k))
+            .try_for_each(|(o, aa)| {
+                let r = aa.len() / k;
+                gemm_strided(
+                    MatMut {
+                        data: o,
+                        offset: 0,
+                        rows: r,
+                        cols: n,
+                        rs: n,
+                        cs: 1,
+                    },
+                    MatRef {
+                        data: aa,
+                        offset: 0,
+                        rows: r,
+                        cols: k,
+                        rs: k,
+                        cs: 1,
+                    },
+                    MatRef {
+                        data: b,
+                        offset: 0,
+                        rows: k,
+                        cols: n,
+                        rs: b_rs,
+                        cs: b_cs,
+                    },
+                    accumulate,
+                    1.0,
+                    Parallelism::None,
+                )
+            });
+    }
     let par = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_THRESHOLD {
         Parallelism::Rayon(0)
     } else {
@@ -597,6 +647,37 @@ mod tests {
             for j in 0..n {
                 let want: f32 = 1.0 + (0..k).map(|p| a[i * k + p] * b[j * k + p]).sum::<f32>();
                 assert!((fast[i * n + j] - want).abs() < 1e-4, "({i},{j})");
+            }
+        }
+    }
+
+    #[test]
+    fn row_split_matches_naive_for_both_b_layouts() {
+        // m large enough to split by rows on any pool with ≥ 2 threads; odd sizes.
+        let (m, k, n) = (301, 37, 53);
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
+            .collect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for trans_b in [false, true] {
+            for acc in [false, true] {
+                let mut out = vec![0.25f32; m * n];
+                pool.install(|| matmul(&mut out, &a, &b, m, k, n, false, trans_b, acc).unwrap());
+                for i in 0..m {
+                    for j in 0..n {
+                        let bv = |p: usize| if trans_b { b[j * k + p] } else { b[p * n + j] };
+                        let dot: f32 = (0..k).map(|p| a[i * k + p] * bv(p)).sum();
+                        let want = dot + if acc { 0.25 } else { 0.0 };
+                        let got = out[i * n + j];
+                        assert!((got - want).abs() < 1e-4, "({i},{j}) {got} vs {want}");
+                    }
+                }
             }
         }
     }
