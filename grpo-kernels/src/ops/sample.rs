@@ -126,7 +126,7 @@ pub fn sample(logits: &[f32], params: &SamplingParams, rng: &mut ChaCha8Rng) -> 
     if zmax == f32::NEG_INFINITY {
         return Err(invalid(OP, "logits", "every logit is -inf"));
     }
-    let raw_lse = zmax as f64 + math::exp_moments(logits, zmax).0.ln();
+    let raw_lse = log_sum_exp(logits, zmax);
     let raw = |i: usize| (logits[i] as f64 - raw_lse) as f32;
     if params.temperature == 0.0 {
         return Ok(Sampled {
@@ -239,8 +239,14 @@ pub fn logprob_of(logits: &[f32], token: u32) -> Result<f32> {
     if logits.iter().any(|v| v.is_nan()) {
         return Ok(f32::NAN);
     }
-    let lse = f64::from(m) + math::exp_moments(logits, m).0.ln();
+    let lse = log_sum_exp(logits, m);
     Ok((f64::from(x) - lse) as f32)
+}
+
+/// `ln Σ e^x` of a row whose maximum is `max` (vectorised exponential, lanes combined in f64):
+/// the normaliser of both [`sample`]'s raw log-prob and [`logprob_of`].
+fn log_sum_exp(logits: &[f32], max: f32) -> f64 {
+    f64::from(max) + math::exp_moments(logits, max).0.ln()
 }
 
 #[cfg(test)]
