@@ -17,13 +17,14 @@
 //! and value row is read once per group. `scores` is caller-owned scratch (resized here) so
 //! a decode step allocates nothing per row.
 //!
-//! CPU: compiled for AVX-512, AVX2+FMA and the baseline by `multiversion!` (same scalar code,
+//! CPU: compiled for AVX-512, AVX2+FMA and the baseline by `multiversion!` (same scalar code;
+//! the softmax uses the crate's shared `math::max` / `math::exp_sub_inplace`;
 //! fused multiply-adds, fixed summation order: every version returns the same bits, and a
 //! row's result depends only on its own inputs, never on the batch).
 
 use crate::Result;
 use crate::error::invalid;
-use crate::ops::math::{exp, multiversion};
+use crate::ops::math::{self, multiversion};
 
 /// Lanes of the dot-product accumulators.
 const LANES: usize = 16;
@@ -156,33 +157,8 @@ fn attend(
             r += rows;
         }
         for sr in scores.chunks_exact_mut(tk) {
-            let mut lane_max = [f32::NEG_INFINITY; LANES];
-            let mut chunks = sr.chunks_exact(LANES);
-            for c in &mut chunks {
-                for l in 0..LANES {
-                    lane_max[l] = if c[l] > lane_max[l] { c[l] } else { lane_max[l] };
-                }
-            }
-            let mut max = f32::NEG_INFINITY;
-            for &x in lane_max.iter().chain(chunks.remainder()) {
-                max = if x > max { x } else { max };
-            }
-            let mut acc = [0.0f32; LANES];
-            let mut chunks = sr.chunks_exact_mut(LANES);
-            for c in &mut chunks {
-                for l in 0..LANES {
-                    c[l] = exp(c[l] - max);
-                    acc[l] += c[l];
-                }
-            }
-            let mut sum = 0.0f32;
-            for x in chunks.into_remainder() {
-                *x = exp(*x - max);
-                sum += *x;
-            }
-            for a in acc {
-                sum += a;
-            }
+            let max = math::max(sr);
+            let sum = math::exp_sub_inplace(sr, max) as f32;
             let inv = 1.0 / sum;
             for s in sr.iter_mut() {
                 *s *= inv;
