@@ -56,11 +56,17 @@ impl PythonExecutor for SandboxExecutor {
                 if out.output_limit {
                     stderr.push_str("\n[output limit exceeded]");
                 }
+                // The CPU limit equals the time budget: a busy program killed by it (SIGXCPU,
+                // or SIGKILL at the hard limit) ran out of the same budget as one stopped by
+                // the wall clock; which of the two fires first depends on the machine's load.
+                let cpu_out = matches!(out.exit, Exit::Signal(_))
+                    && out.cpu_time >= Duration::from_secs(cfg.limits.cpu_s);
+                let timed_out = out.timed_out || cpu_out;
                 ExecOutput {
                     stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
                     stderr,
-                    success: out.exit == Exit::Code(0) && !out.timed_out && !out.output_limit,
-                    timed_out: out.timed_out,
+                    success: out.exit == Exit::Code(0) && !timed_out && !out.output_limit,
+                    timed_out,
                 }
             }
             Err(e) => ExecOutput {
