@@ -14,7 +14,7 @@
 
 use grpo_kernels::ops::attention::attention_fwd;
 use grpo_kernels::ops::embedding::embedding_fwd;
-use grpo_kernels::ops::gemm::matmul;
+use grpo_kernels::ops::gemm::{linear_rows, matmul};
 use grpo_kernels::ops::logprob::logprob_fwd;
 use grpo_kernels::ops::rmsnorm::rmsnorm_fwd;
 use grpo_kernels::ops::rope::rope_fwd;
@@ -109,6 +109,8 @@ pub(crate) struct LayerActs {
 /// allocated (and page-faulted) once per forward instead of once per layer.
 #[derive(Debug, Default)]
 pub(crate) struct FwdScratch {
+    /// Which kernel runs the layer's linear products.
+    pub gemm: Gemm,
     /// `[T, H]` normalised input of attention, then of the MLP.
     xn: Vec<f32>,
     /// `[T, I]` silu(gate)·up.
@@ -260,16 +262,34 @@ pub(crate) fn spans(segs: &[Segment], offs: &[usize]) -> Vec<Span<'static>> {
         .collect()
 }
 
-/// `out [t, n] = x [t, k] · Wᵀ` with `w [n, k]` (HF Linear layout).
-pub(crate) fn linear(
+/// Which kernel a forward's linear products run on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Gemm {
+    /// The fastest for the shape (training and scoring): the summation order may change with
+    /// the number of rows.
+    #[default]
+    Fast,
+    /// Each output row depends only on its input row, bit for bit, whatever else is in the
+    /// batch (generation; grpo-kernels' `linear_rows`).
+    RowInvariant,
+}
+
+/// `out [t, n] (= or +=) x [t, k] · Wᵀ` with `w [n, k]` (HF Linear layout).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn linear_with(
     out: &mut [f32],
     x: &[f32],
     w: &[f32],
     t: usize,
     k: usize,
     n: usize,
+    accumulate: bool,
+    gemm: Gemm,
 ) -> Result<()> {
-    matmul(out, x, w, t, k, n, false, true, false)?;
+    match gemm {
+        Gemm::Fast => matmul(out, x, w, t, k, n, false, true, accumulate)?,
+        Gemm::RowInvariant => linear_rows(out, x, w, t, k, n, accumulate)?,
+    }
     Ok(())
 }
 
@@ -305,17 +325,23 @@ impl Model {
     /// One decoder layer over a batch of `N` stacked rows `x [N, H]` made of `spans`: the
     /// row-wise parts (norms, projections, MLP) run as `[N, ·]` matrix products, attention
     /// runs per span over its context and itself. Returns the saved activations and the
-    /// layer output `[N, H]`.
-    pub(crate) fn layer_fwd(
+    /// layer output `[N, H]`. For generation: the products are row-invariant
+    /// ([`Gemm::RowInvariant`]), so a sequence's rows do not depend on the others'.
+    pub(crate) fn layer_fwd_infer(
         &self,
         l: usize,
         x: &[f32],
         spans: &[Span<'_>],
     ) -> Result<(LayerActs, Vec<f32>)> {
-        self.layer_fwd_with(l, x, spans, &mut FwdScratch::default())
+        let mut ws = FwdScratch {
+            gemm: Gemm::RowInvariant,
+            ..FwdScratch::default()
+        };
+        self.layer_fwd_with(l, x, spans, &mut ws)
     }
 
-    /// [`Model::layer_fwd`] with caller-owned temporaries (reused across layers).
+    /// [`Model::layer_fwd_infer`] with caller-owned temporaries (reused across layers) and the
+    /// kernel choice in `ws.gemm`.
     pub(crate) fn layer_fwd_with(
         &self,
         l: usize,
@@ -328,6 +354,7 @@ impl Model {
         let (hq, hkv, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
         let lo = self.layout.layers[l];
         let t = x.len() / h;
+        let gemm = ws.gemm;
         let _span = tracing::trace_span!("layer_fwd", layer = l, tokens = t).entered();
         if t == 0 {
             return Ok((LayerActs::default(), vec![]));
@@ -349,9 +376,9 @@ impl Model {
         let mut q = vec![0.0; t * qd];
         let mut k = vec![0.0; t * kvd];
         let mut v = vec![0.0; t * kvd];
-        linear(&mut q, xn, self.w(lo.q, qd * h), t, h, qd)?;
-        linear(&mut k, xn, self.w(lo.k, kvd * h), t, h, kvd)?;
-        linear(&mut v, xn, self.w(lo.v, kvd * h), t, h, kvd)?;
+        linear_with(&mut q, xn, self.w(lo.q, qd * h), t, h, qd, false, gemm)?;
+        linear_with(&mut k, xn, self.w(lo.k, kvd * h), t, h, kvd, false, gemm)?;
+        linear_with(&mut v, xn, self.w(lo.v, kvd * h), t, h, kvd, false, gemm)?;
         if let Some((bq, bk, bv)) = lo.qkv_bias {
             add_bias(&mut q, self.w(bq, qd));
             add_bias(&mut k, self.w(bk, kvd));
@@ -420,16 +447,15 @@ impl Model {
         a.v = v;
         // x_mid = x + o_proj(att): the product is accumulated onto a copy of x.
         a.x_mid = x.to_vec();
-        matmul(
+        linear_with(
             &mut a.x_mid,
             &a.att,
             self.w(lo.o, h * qd),
             t,
             qd,
             h,
-            false,
             true,
-            true,
+            gemm,
         )?;
         a.rstd2 = vec![0.0; t];
         let xn = scratch(&mut ws.xn, t * h);
@@ -444,22 +470,39 @@ impl Model {
         )?;
         a.gate = vec![0.0; t * inter];
         a.up = vec![0.0; t * inter];
-        linear(&mut a.gate, xn, self.w(lo.gate, inter * h), t, h, inter)?;
-        linear(&mut a.up, xn, self.w(lo.up, inter * h), t, h, inter)?;
+        linear_with(
+            &mut a.gate,
+            xn,
+            self.w(lo.gate, inter * h),
+            t,
+            h,
+            inter,
+            false,
+            gemm,
+        )?;
+        linear_with(
+            &mut a.up,
+            xn,
+            self.w(lo.up, inter * h),
+            t,
+            h,
+            inter,
+            false,
+            gemm,
+        )?;
         let act = scratch(&mut ws.act, t * inter);
         swiglu_fwd(act, &a.gate, &a.up)?;
         // out = x_mid + down(act), accumulated onto a copy of x_mid.
         let mut out = a.x_mid.clone();
-        matmul(
+        linear_with(
             &mut out,
             act,
             self.w(lo.down, h * inter),
             t,
             inter,
             h,
-            false,
             true,
-            true,
+            gemm,
         )?;
         Ok((a, out))
     }

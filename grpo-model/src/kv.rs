@@ -21,6 +21,7 @@
 
 use grpo_kernels::ops::attention::attention_fwd;
 use grpo_kernels::ops::embedding::embedding_fwd;
+use grpo_kernels::ops::gemm::linear_rows;
 use grpo_kernels::ops::logprob::logits;
 use grpo_kernels::ops::paged::{Heads, paged_attention_row};
 use grpo_kernels::ops::rmsnorm::rmsnorm_fwd;
@@ -29,7 +30,7 @@ use grpo_kernels::ops::swiglu::swiglu_fwd;
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::forward::{Ctx, Span, linear};
+use crate::forward::{Ctx, Span};
 use crate::model::Model;
 
 /// Keys and values of one sequence, per layer `[len, Hkv, D]`.
@@ -148,7 +149,7 @@ impl Model {
                         Ctx::None
                     },
                 };
-                self.layer_fwd(l, &x, &[span])?
+                self.layer_fwd_infer(l, &x, &[span])?
             };
             cache.append(l, &a.k, &a.v);
             x = out;
@@ -281,9 +282,9 @@ impl Model {
         for l in 0..c.num_layers {
             let lo = self.layout.layers[l];
             rmsnorm_fwd(&mut xn, &mut rstd, &x, self.w(lo.input_norm, h), b, h, eps)?;
-            linear(&mut q, &xn, self.w(lo.q, qd * h), b, h, qd)?;
-            linear(&mut k, &xn, self.w(lo.k, kvd * h), b, h, kvd)?;
-            linear(&mut v, &xn, self.w(lo.v, kvd * h), b, h, kvd)?;
+            linear_rows(&mut q, &xn, self.w(lo.q, qd * h), b, h, qd, false)?;
+            linear_rows(&mut k, &xn, self.w(lo.k, kvd * h), b, h, kvd, false)?;
+            linear_rows(&mut v, &xn, self.w(lo.v, kvd * h), b, h, kvd, false)?;
             if let Some((bq, bk, bv)) = lo.qkv_bias {
                 for (x, bias) in [
                     (&mut q, self.w(bq, qd)),
@@ -306,13 +307,21 @@ impl Model {
             rope_fwd(&mut q, positions, hq, d, &self.rope)?;
             rope_fwd(&mut k, positions, hkv, d, &self.rope)?;
             attend(l, &q, &k, &v, &mut att)?;
-            linear(&mut o, &att, self.w(lo.o, h * qd), b, qd, h)?;
+            linear_rows(&mut o, &att, self.w(lo.o, h * qd), b, qd, h, false)?;
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
             rmsnorm_fwd(&mut xn, &mut rstd, &x, self.w(lo.post_norm, h), b, h, eps)?;
-            linear(&mut gate, &xn, self.w(lo.gate, inter * h), b, h, inter)?;
-            linear(&mut up, &xn, self.w(lo.up, inter * h), b, h, inter)?;
+            linear_rows(
+                &mut gate,
+                &xn,
+                self.w(lo.gate, inter * h),
+                b,
+                h,
+                inter,
+                false,
+            )?;
+            linear_rows(&mut up, &xn, self.w(lo.up, inter * h), b, h, inter, false)?;
             swiglu_fwd(&mut act, &gate, &up)?;
-            linear(&mut o, &act, self.w(lo.down, h * inter), b, inter, h)?;
+            linear_rows(&mut o, &act, self.w(lo.down, h * inter), b, inter, h, false)?;
             x.iter_mut().zip(&o).for_each(|(a, b)| *a += b);
         }
         rmsnorm_fwd(
@@ -583,7 +592,7 @@ impl Model {
                     sp
                 })
                 .collect();
-            let (a, out) = self.layer_fwd(l, &x, &spans)?;
+            let (a, out) = self.layer_fwd_infer(l, &x, &spans)?;
             for (s, sp) in seqs.iter().zip(&spans) {
                 let r = sp.off * kvd..(sp.off + sp.t) * kvd;
                 pool.write(l, s.blocks, s.pos0, &a.k[r.clone()], &a.v[r]);

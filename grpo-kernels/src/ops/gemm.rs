@@ -332,6 +332,92 @@ fn small_m_block(out_t: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, is
     }
 }
 
+/// `out[m, n] (= or +=) a[m, k] · b[n, k]ᵀ` with the tiled kernel ([`small_m_block`]), `k > 0`,
+/// lengths already checked; parallel over blocks of `b` rows when the product is large.
+#[allow(clippy::too_many_arguments)]
+fn tiled_rows(
+    out: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    accumulate: bool,
+    isa: DotIsa,
+) {
+    use rayon::prelude::*;
+    let mut out_t = vec![0.0f32; n * m];
+    if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_THRESHOLD {
+        out_t
+            .par_chunks_mut(SMALL_M_ROWS * m)
+            .zip(b.par_chunks(SMALL_M_ROWS * k))
+            .for_each(|(o, bb)| small_m_block(o, a, bb, m, k, isa));
+    } else {
+        out_t
+            .chunks_mut(SMALL_M_ROWS * m)
+            .zip(b.chunks(SMALL_M_ROWS * k))
+            .for_each(|(o, bb)| small_m_block(o, a, bb, m, k, isa));
+    }
+    for (i, row) in out.chunks_exact_mut(n).enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            let x = out_t[j * m + i];
+            if accumulate {
+                *v += x;
+            } else {
+                *v = x;
+            }
+        }
+    }
+}
+
+/// Rows of `x` per task in [`linear_rows`] (the tile loop's `a` block stays in L1/L2).
+const INVARIANT_ROWS: usize = 64;
+
+/// The linear layer `out[m, n] (= or +=) x[m, k] · w[n, k]ᵀ` with **row invariance**: each row
+/// of the result depends only on the same row of `x` and on `w`, bit for bit, whatever `m` is
+/// and whatever the other rows hold (every element is one dot product summed in a fixed
+/// order: 16 strided partial sums by fused multiply-add, a fixed tree, then the tail). The
+/// generation engine uses it so that a sample's log-probs do not depend on the batch it ran
+/// in; [`matmul`] instead picks the fastest kernel for the shape, whose summation order
+/// changes with `m`. Layouts as in [`matmul`] with `trans_a = false`, `trans_b = true`.
+///
+/// # Contract (CUDA twin)
+/// One thread block per output tile with a fixed reduction order along `k` that does not
+/// depend on the tile's position or on `m` (no split-k).
+pub fn linear_rows(
+    out: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    accumulate: bool,
+) -> Result<()> {
+    const OP: &str = "linear_rows";
+    check_len(OP, "out", out.len(), checked_size(OP, "out", &[m, n])?)?;
+    check_len(OP, "x", x.len(), checked_size(OP, "x", &[m, k])?)?;
+    check_len(OP, "w", w.len(), checked_size(OP, "w", &[n, k])?)?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        if !accumulate {
+            out.fill(0.0);
+        }
+        return Ok(());
+    }
+    let isa = DotIsa::detect();
+    if m <= INVARIANT_ROWS {
+        tiled_rows(out, x, w, m, k, n, accumulate, isa);
+        return Ok(());
+    }
+    use rayon::prelude::*;
+    out.par_chunks_mut(INVARIANT_ROWS * n)
+        .zip(x.par_chunks(INVARIANT_ROWS * k))
+        .for_each(|(o, xx)| tiled_rows(o, xx, w, xx.len() / k, k, n, accumulate, isa));
+    Ok(())
+}
+
 /// `out[m,n] (= or +=) op(a)[m,k] @ op(b)[k,n]`; see the module doc for layouts.
 ///
 /// Parallel over rayon's pool for large products. Errors name the argument whose length
@@ -353,23 +439,7 @@ pub fn matmul(
     check_len(OP, "b", b.len(), checked_size(OP, "b", &[k, n])?)?;
     let small = m <= SMALL_M || (m <= SMALL_M_NARROW && n <= k);
     if !trans_a && trans_b && m > 0 && small && k > 0 && n.saturating_mul(k) >= 1 << 15 {
-        use rayon::prelude::*;
-        let isa = DotIsa::detect();
-        let mut out_t = vec![0.0f32; n * m];
-        out_t
-            .par_chunks_mut(SMALL_M_ROWS * m)
-            .zip(b.par_chunks(SMALL_M_ROWS * k))
-            .for_each(|(o, bb)| small_m_block(o, a, bb, m, k, isa));
-        for (i, row) in out.chunks_exact_mut(n).enumerate() {
-            for (j, v) in row.iter_mut().enumerate() {
-                let x = out_t[j * m + i];
-                if accumulate {
-                    *v += x;
-                } else {
-                    *v = x;
-                }
-            }
-        }
+        tiled_rows(out, a, b, m, k, n, accumulate, DotIsa::detect());
         return Ok(());
     }
     let (a_rs, a_cs) = if trans_a { (1, m) } else { (k, 1) };
@@ -680,6 +750,63 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn linear_rows_is_bitwise_row_invariant_and_exact() {
+        // Each row alone (m = 1) and inside products of 2..300 rows, on 1- and 3-thread
+        // pools, accumulating or not: the same bits; and within rounding of an f64 product.
+        let (k, n) = (203, 97);
+        let rows = 300;
+        let x: Vec<f32> = (0..rows * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0 + (i % 5) as f32 * 1e-3)
+            .collect();
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
+            .collect();
+        let init = |i: usize| (i % 3) as f32 * 0.5;
+        for acc in [false, true] {
+            let alone: Vec<Vec<f32>> = (0..rows)
+                .map(|i| {
+                    let mut o: Vec<f32> = (0..n).map(|j| init(i * n + j)).collect();
+                    linear_rows(&mut o, &x[i * k..(i + 1) * k], &w, 1, k, n, acc).unwrap();
+                    o
+                })
+                .collect();
+            for (i, row) in alone.iter().enumerate() {
+                for (j, got) in row.iter().enumerate() {
+                    let dot: f64 = (0..k)
+                        .map(|p| f64::from(x[i * k + p]) * f64::from(w[j * k + p]))
+                        .sum();
+                    let want = dot + if acc { f64::from(init(i * n + j)) } else { 0.0 };
+                    assert!((f64::from(*got) - want).abs() < 1e-3, "({i},{j})");
+                }
+            }
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                for (start, m) in [(0, 2), (5, 9), (1, 33), (7, 64), (3, 65), (0, 300)] {
+                    let mut o: Vec<f32> = (start * n..(start + m) * n).map(init).collect();
+                    let xs = &x[start * k..(start + m) * k];
+                    pool.install(|| linear_rows(&mut o, xs, &w, m, k, n, acc).unwrap());
+                    for (r, got) in o.chunks(n).enumerate() {
+                        let want = &alone[start + r];
+                        assert!(
+                            got.iter()
+                                .zip(want)
+                                .all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "row {} differs in a product of {m} rows ({threads} threads)",
+                            start + r
+                        );
+                    }
+                }
+            }
+        }
+        let mut out = [0.0f32; 4];
+        let err = linear_rows(&mut out, &[0.0; 5], &[0.0; 6], 2, 3, 2, false).unwrap_err();
+        assert!(err.to_string().contains("`x`"), "{err}");
     }
 
     #[test]

@@ -29,7 +29,7 @@
 //!
 //! [`logits`] computes plain `[t, v]` logits for the few rows a sampler needs.
 
-use super::gemm::{MatMut, MatRef, gemm_strided, matmul};
+use super::gemm::{MatMut, MatRef, gemm_strided, linear_rows};
 use super::math;
 use crate::error::{check_len, checked_size, invalid};
 use crate::{KernelError, Result};
@@ -382,7 +382,9 @@ fn dlogits_row(row: &mut [f32], dlogp: f32, dentropy: f32, lse: f32, entropy: f3
 }
 }
 
-/// Plain logits `out[t, v] = hidden[t, h] · lm_head[v, h]ᵀ` (overwritten), for sampling.
+/// Plain logits `out[t, v] = hidden[t, h] · lm_head[v, h]ᵀ` (overwritten), for sampling:
+/// row-invariant ([`crate::ops::gemm::linear_rows`]), so a row's logits do not depend on the
+/// other rows.
 pub fn logits(
     out: &mut [f32],
     hidden: &[f32],
@@ -391,7 +393,7 @@ pub fn logits(
     h: usize,
     v: usize,
 ) -> Result<()> {
-    matmul(out, hidden, lm_head, t, h, v, false, true, false)
+    linear_rows(out, hidden, lm_head, t, h, v, false)
 }
 
 #[cfg(test)]

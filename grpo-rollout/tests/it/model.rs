@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use grpo_model::{Model, SeqInput};
+use grpo_model::{Arch, Model, ModelConfig, SeqInput};
 use grpo_rollout::model::ModelLm;
 use grpo_rollout::{Engine, EngineConfig, GenerateStats, Request, SamplingParams};
 
@@ -135,6 +135,80 @@ fn sampled_logprobs_agree_with_scoring_and_batching_does_not_matter() {
                     "{name}: engine logprob {a} vs score {b}"
                 );
             }
+        }
+    }
+}
+
+/// Bit-level batch invariance: a request's samples, log-probs included, are the same bits
+/// whether it runs alone or beside other requests: 63 decode rows and 86 prefill rows
+/// instead of 3 and 6 (sizes where matrix products could switch kernels or split rows).
+#[test]
+fn samples_are_bitwise_identical_alone_and_in_a_large_batch() {
+    // The fixtures, plus a model with the default run's shapes (its weights are large enough
+    // for the tiled few-row matmul path, which the fixtures' are not).
+    let config = ModelConfig {
+        arch: Arch::Qwen2,
+        vocab_size: 512,
+        hidden_size: 256,
+        intermediate_size: 704,
+        num_layers: 2,
+        num_heads: 4,
+        num_kv_heads: 2,
+        head_dim: 64,
+        max_position_embeddings: 256,
+        rms_norm_eps: 1e-6,
+        rope_theta: 10000.0,
+        tie_word_embeddings: true,
+        bos_token_id: None,
+        eos_token_ids: vec![2],
+        pad_token_id: None,
+    };
+    let mut all: Vec<(String, Model)> = models().into_iter().map(|(n, m, _)| (n, m)).collect();
+    all.push(("random-d256".into(), Model::new_random(config, 5).unwrap()));
+    for (name, model) in all {
+        let lm = ModelLm::new(&model);
+        let engine = Engine::new(&lm, EngineConfig::default());
+        let mut p = SamplingParams::sampled(3, 1.0, 10, 7);
+        p.ignore_eos = true;
+        let mine = Request {
+            prompt_ids: vec![1u32, 5, 9, 13, 2, 8],
+            params: p,
+        };
+        let mut q = SamplingParams::sampled(30, 1.0, 14, 3);
+        q.ignore_eos = true;
+        let crowd_req = Request {
+            prompt_ids: (0..40u32).map(|i| (i * 7) % 30 + 3).collect(),
+            params: q,
+        };
+        let alone = engine
+            .generate(
+                std::slice::from_ref(&mine),
+                None,
+                &mut GenerateStats::default(),
+            )
+            .remove(0)
+            .unwrap();
+        let crowd = engine
+            .generate(
+                &[crowd_req.clone(), mine.clone(), crowd_req],
+                None,
+                &mut GenerateStats::default(),
+            )
+            .remove(1)
+            .unwrap();
+        for (a, b) in alone.iter().zip(&crowd) {
+            assert_eq!(a.ids, b.ids, "{name}: tokens depend on the batch");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&a.logprobs_raw),
+                bits(&b.logprobs_raw),
+                "{name}: raw log-probs depend on the batch"
+            );
+            assert_eq!(
+                bits(&a.logprobs),
+                bits(&b.logprobs),
+                "{name}: log-probs depend on the batch"
+            );
         }
     }
 }
