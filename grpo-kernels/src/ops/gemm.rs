@@ -100,20 +100,20 @@ fn dot_tile_portable<const R: usize, const C: usize>(
 /// portable version's `mul_add` (so all versions round identically).
 #[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::{DOT_LANES, finish_dot8};
+    use super::DOT_LANES;
     use std::arch::x86_64::*;
 
     /// # Safety
-    /// The CPU must support AVX-512F; `a` holds `R` rows and `b` `C` rows of `k` elements and
+    /// The CPU must support AVX-512F and AVX-512VL (without VL, LLVM keeps the 256-bit
+    /// reduction's operands in the low 16 registers and spills accumulators); `a` holds `R` rows and `b` `C` rows of `k` elements and
     /// `out_t` has index `(C−1)·m + R − 1`.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn tile_avx512<const R: usize, const C: usize>(
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    pub(super) unsafe fn tile_avx512<const R: usize, const C: usize, const PREFETCH: bool>(
         out_t: &mut [f32],
         a: &[f32],
         b: &[f32],
         m: usize,
         k: usize,
-        prefetch: bool,
     ) {
         debug_assert!(a.len() >= R * k && b.len() >= C * k && out_t.len() > (C - 1) * m + R - 1);
         let full = k - k % DOT_LANES;
@@ -125,7 +125,7 @@ mod simd {
             for (c, v) in bv.iter_mut().enumerate() {
                 // SAFETY: c < C and p + 16 <= k, so the 16 floats lie inside b's row c.
                 *v = unsafe { _mm512_loadu_ps(bp.add(c * k + p)) };
-                if prefetch {
+                if PREFETCH {
                     // The same line of the next tile's rows (a prefetch never faults).
                     _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add((2 * C + c) * k + p).cast());
                 }
@@ -139,34 +139,30 @@ mod simd {
             }
             p += DOT_LANES;
         }
+        // Lanes l + (l+8) of each accumulator as one 256-bit add; the rest of the tree runs
+        // eight accumulators at a time in `finish_tile`.
+        let mut y = [_mm256_setzero_ps(); MAX_TILE];
         for (r, accr) in acc.iter().enumerate() {
             for (c, x) in accr.iter().enumerate() {
-                // Lanes l + (l+8) as one 256-bit add, then the scalar rest of the tree.
                 let lo = _mm512_castps512_ps256(*x);
                 let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(*x)));
-                let mut t8 = [0.0f32; 8];
-                // SAFETY: `t8` holds 8 floats.
-                unsafe { _mm256_storeu_ps(t8.as_mut_ptr(), _mm256_add_ps(lo, hi)) };
-                out_t[c * m + r] = finish_dot8(
-                    &t8,
-                    &a[r * k + full..(r + 1) * k],
-                    &b[c * k + full..(c + 1) * k],
-                );
+                y[r * C + c] = _mm256_add_ps(lo, hi);
             }
         }
+        // SAFETY: AVX-512F implies AVX2; shapes as documented above.
+        unsafe { finish_tile::<R, C>(&y, out_t, a, b, m, k) };
     }
 
     /// # Safety
     /// The CPU must support AVX2; same shapes as [`tile_avx512`]. Each 16-lane accumulator is
     /// two 256-bit registers (lanes 0–7 and 8–15).
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn tile_avx2<const R: usize, const C: usize>(
+    pub(super) unsafe fn tile_avx2<const R: usize, const C: usize, const PREFETCH: bool>(
         out_t: &mut [f32],
         a: &[f32],
         b: &[f32],
         m: usize,
         k: usize,
-        prefetch: bool,
     ) {
         debug_assert!(a.len() >= R * k && b.len() >= C * k && out_t.len() > (C - 1) * m + R - 1);
         let full = k - k % DOT_LANES;
@@ -182,7 +178,7 @@ mod simd {
                     v[0] = _mm256_loadu_ps(bp.add(c * k + p));
                     v[1] = _mm256_loadu_ps(bp.add(c * k + p + 8));
                 }
-                if prefetch {
+                if PREFETCH {
                     _mm_prefetch::<_MM_HINT_T0>(bp.wrapping_add((2 * C + c) * k + p).cast());
                 }
             }
@@ -201,17 +197,100 @@ mod simd {
             }
             p += DOT_LANES;
         }
+        let mut y = [z; MAX_TILE];
         for (r, accr) in acc.iter().enumerate() {
             for (c, x) in accr.iter().enumerate() {
-                let mut t8 = [0.0f32; 8];
-                // SAFETY: `t8` holds 8 floats (lanes l + (l+8)).
-                unsafe { _mm256_storeu_ps(t8.as_mut_ptr(), _mm256_add_ps(x[0], x[1])) };
-                out_t[c * m + r] = finish_dot8(
-                    &t8,
-                    &a[r * k + full..(r + 1) * k],
-                    &b[c * k + full..(c + 1) * k],
-                );
+                y[r * C + c] = _mm256_add_ps(x[0], x[1]);
             }
+        }
+        // SAFETY: AVX2 is enabled here; shapes as documented above.
+        unsafe { finish_tile::<R, C>(&y, out_t, a, b, m, k) };
+    }
+
+    /// Accumulators per tile at most (8 × 3).
+    const MAX_TILE: usize = 24;
+    /// Which accumulator of a group of eight each lane of [`reduce8`]'s result holds.
+    const LANE_ACC: [usize; 8] = [0, 2, 4, 6, 1, 3, 5, 7];
+
+    /// The tree of `finish_dot8` for eight accumulators at once, adding exactly the same
+    /// pairs: `y[i]` holds accumulator `i`'s lanes `l + (l+8)`; lane `j` of the result is the
+    /// sum of accumulator `LANE_ACC[j]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn reduce8(y: &[__m256]) -> __m256 {
+        // l + (l+4): the low halves of two accumulators against their high halves.
+        let half = |u: __m256, v: __m256| {
+            _mm256_add_ps(
+                _mm256_permute2f128_ps::<0x20>(u, v),
+                _mm256_permute2f128_ps::<0x31>(u, v),
+            )
+        };
+        let (w01, w23) = (half(y[0], y[1]), half(y[2], y[3]));
+        let (w45, w67) = (half(y[4], y[5]), half(y[6], y[7]));
+        // t4[0] + t4[2] and t4[1] + t4[3]: [a, c] pairs in the low 128 bits, [b, d] high.
+        let pairs = |u: __m256, v: __m256| {
+            _mm256_add_ps(
+                _mm256_shuffle_ps::<0b01_00_01_00>(u, v),
+                _mm256_shuffle_ps::<0b11_10_11_10>(u, v),
+            )
+        };
+        let (u0, u1) = (pairs(w01, w23), pairs(w45, w67));
+        // (t4[0] + t4[2]) + (t4[1] + t4[3]).
+        _mm256_add_ps(
+            _mm256_shuffle_ps::<0b10_00_10_00>(u0, u1),
+            _mm256_shuffle_ps::<0b11_01_11_01>(u0, u1),
+        )
+    }
+
+    /// Finishes an `R × C` tile from its accumulators' `l + (l+8)` sums `y[r·C + c]`: the
+    /// rest of the tree eight at a time ([`reduce8`]), then each dot product's `k % 16` tail
+    /// in order, as `finish_dot8` does.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `R·C ≤ MAX_TILE`; shapes as in [`tile_avx512`].
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn finish_tile<const R: usize, const C: usize>(
+        y: &[__m256; MAX_TILE],
+        out_t: &mut [f32],
+        a: &[f32],
+        b: &[f32],
+        m: usize,
+        k: usize,
+    ) {
+        let n = R * C;
+        let full = k - k % DOT_LANES;
+        let mut g = 0;
+        while g < n {
+            // `g + 8 ≤ MAX_TILE` because `n ≤ MAX_TILE` and `MAX_TILE` is a multiple of 8.
+            let v = reduce8(&y[g..g + 8]);
+            let mut s = [0.0f32; 8];
+            // SAFETY: `s` holds 8 floats.
+            unsafe { _mm256_storeu_ps(s.as_mut_ptr(), v) };
+            if full == k {
+                for (&sum, q) in s.iter().zip(LANE_ACC) {
+                    let idx = g + q;
+                    if idx < n {
+                        out_t[(idx % C) * m + idx / C] = sum;
+                    }
+                }
+                g += 8;
+                continue;
+            }
+            for (&sum, q) in s.iter().zip(LANE_ACC) {
+                let idx = g + q;
+                if idx < n {
+                    let (r, c) = (idx / C, idx % C);
+                    let mut sum = sum;
+                    for (x, w) in a[r * k + full..(r + 1) * k]
+                        .iter()
+                        .zip(&b[c * k + full..(c + 1) * k])
+                    {
+                        sum = x.mul_add(*w, sum);
+                    }
+                    out_t[c * m + r] = sum;
+                }
+            }
+            g += 8;
         }
     }
 }
@@ -230,7 +309,9 @@ impl DotIsa {
     fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512f") {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
                 return DotIsa::Avx512;
             }
             if std::arch::is_x86_feature_detected!("avx2")
@@ -260,10 +341,18 @@ impl DotIsa {
             DotIsa::Portable => dot_tile_portable::<R, C>(out_t, a, b, m, k),
             // SAFETY: detected above; shapes asserted.
             #[cfg(target_arch = "x86_64")]
-            DotIsa::Avx2 => unsafe { simd::tile_avx2::<R, C>(out_t, a, b, m, k, prefetch) },
+            DotIsa::Avx2 if prefetch => unsafe { simd::tile_avx2::<R, C, true>(out_t, a, b, m, k) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            DotIsa::Avx2 => unsafe { simd::tile_avx2::<R, C, false>(out_t, a, b, m, k) },
             // SAFETY: detected above; shapes asserted.
             #[cfg(target_arch = "x86_64")]
-            DotIsa::Avx512 => unsafe { simd::tile_avx512::<R, C>(out_t, a, b, m, k, prefetch) },
+            DotIsa::Avx512 if prefetch => unsafe {
+                simd::tile_avx512::<R, C, true>(out_t, a, b, m, k)
+            },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            DotIsa::Avx512 => unsafe { simd::tile_avx512::<R, C, false>(out_t, a, b, m, k) },
         }
     }
 }
@@ -276,11 +365,13 @@ impl DotIsa {
 fn small_m_block(out_t: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, isa: DotIsa) {
     let wide = !matches!(isa, DotIsa::Portable | DotIsa::Avx2);
     let rows = b.len() / k;
-    // `b` rows per tile: 3 with ≥ 8 rows of a (AVX-512: 8×3 tiles, 24 accumulators), 2 with
-    // ≥ 4 rows, 4 with 2–3 rows, 8 with one (half on AVX2, which has 16 registers).
+    // `b` rows per tile: on AVX-512, 3 with ≥ 8 rows of a (8×3 tiles, 24 accumulators; the
+    // last 4–7 rows as 4×3), 4 with 4–7 rows (4×4), 4 with 2–3 rows, 8 with one; on AVX2
+    // (16 registers) half as many.
     let cb_max = match (m, wide) {
         (8.., true) => 3,
-        (4.., _) => 2,
+        (4.., true) => 4,
+        (4.., false) => 2,
         (2 | 3, true) => 4,
         (2 | 3, false) => 2,
         (_, true) => 8,
@@ -294,8 +385,7 @@ fn small_m_block(out_t: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, is
         let oj = &mut out_t[j * m..(j + cb) * m];
         let mut i = 0;
         while i < m {
-            // Rows of a per tile: 8 while 8 remain (AVX-512), else up to `ra_max`.
-            let ra = if wide && m - i >= 8 {
+            let ra = if wide && cb_max == 3 && m - i >= 8 {
                 8
             } else {
                 (m - i).min(ra_max)
@@ -303,6 +393,7 @@ fn small_m_block(out_t: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, is
             let (ai, oi) = (&a[i * k..(i + ra) * k], &mut oj[i..]);
             match (ra, cb) {
                 (8, 3) => isa.tile::<8, 3>(oi, ai, bj, m, k, i == 0),
+                (4, 4) => isa.tile::<4, 4>(oi, ai, bj, m, k, i == 0),
                 (4, 3) => isa.tile::<4, 3>(oi, ai, bj, m, k, i == 0),
                 (4, 2) => isa.tile::<4, 2>(oi, ai, bj, m, k, i == 0),
                 (3, 4) => isa.tile::<3, 4>(oi, ai, bj, m, k, i == 0),
@@ -347,15 +438,18 @@ fn tiled_rows(
 ) {
     use rayon::prelude::*;
     let mut out_t = vec![0.0f32; n * m];
+    // Rows of b per block: with few rows of a the block is streamed once, with more (a
+    // chunk of `linear_rows`) a and the block together should stay in L1.
+    let br = if m <= 8 { SMALL_M_ROWS } else { B_BLOCK_ROWS };
     if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_THRESHOLD {
         out_t
-            .par_chunks_mut(SMALL_M_ROWS * m)
-            .zip(b.par_chunks(SMALL_M_ROWS * k))
+            .par_chunks_mut(br * m)
+            .zip(b.par_chunks(br * k))
             .for_each(|(o, bb)| small_m_block(o, a, bb, m, k, isa));
     } else {
         out_t
-            .chunks_mut(SMALL_M_ROWS * m)
-            .zip(b.chunks(SMALL_M_ROWS * k))
+            .chunks_mut(br * m)
+            .zip(b.chunks(br * k))
             .for_each(|(o, bb)| small_m_block(o, a, bb, m, k, isa));
     }
     for (i, row) in out.chunks_exact_mut(n).enumerate() {
@@ -371,7 +465,9 @@ fn tiled_rows(
 }
 
 /// Rows of `x` per task in [`linear_rows`] (the tile loop's `a` block stays in L1/L2).
-const INVARIANT_ROWS: usize = 64;
+const INVARIANT_ROWS: usize = 16;
+/// Rows of `b` per block in [`tiled_rows`] when `a` has more than 8 rows.
+const B_BLOCK_ROWS: usize = 16;
 
 /// The linear layer `out[m, n] (= or +=) x[m, k] · w[n, k]ᵀ` with **row invariance**: each row
 /// of the result depends only on the same row of `x` and on `w`, bit for bit, whatever `m` is
@@ -746,6 +842,47 @@ mod tests {
                         let want = dot + if acc { 0.25 } else { 0.0 };
                         let got = out[i * n + j];
                         assert!((got - want).abs() < 1e-4, "({i},{j}) {got} vs {want}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tile_versions_agree_bit_for_bit() {
+        // Every tile shape (rows of a 1..=12 and 17, rows of b 1..=10) and k with and without
+        // a tail: the AVX2 and AVX-512 versions give the portable version's bits.
+        let mut isas = vec![DotIsa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                isas.push(DotIsa::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                isas.push(DotIsa::Avx512);
+            }
+        }
+        for k in [1usize, 15, 16, 17, 33, 64, 100] {
+            for m in (1usize..=12).chain([17]) {
+                for rows in 1usize..=10 {
+                    let a: Vec<f32> = (0..m * k)
+                        .map(|i| ((i * 7919 % 1013) as f32 - 506.0) * 1.3e-3)
+                        .collect();
+                    let b: Vec<f32> = (0..rows * k)
+                        .map(|i| ((i * 104_729 % 997) as f32 - 498.0) * 2.1e-3)
+                        .collect();
+                    let run = |isa: DotIsa| {
+                        let mut o = vec![0.0f32; rows * m];
+                        small_m_block(&mut o, &a, &b, m, k, isa);
+                        o.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+                    };
+                    let want = run(DotIsa::Portable);
+                    for &isa in &isas[1..] {
+                        assert_eq!(run(isa), want, "k={k} m={m} rows={rows}");
                     }
                 }
             }

@@ -3,7 +3,7 @@
 //!
 //! | module | forward | backward |
 //! |---|---|---|
-//! | [`gemm`] | [`gemm::matmul`] (transposes, `=`/`+=`) | — (use matmul) |
+//! | [`gemm`] | [`gemm::matmul`] (transposes, `=`/`+=`), [`gemm::linear_rows`] (row-invariant `x·wᵀ`, for generation) | — (use matmul) |
 //! | [`rmsnorm`] | [`rmsnorm::rmsnorm_fwd`] | [`rmsnorm::rmsnorm_bwd`] |
 //! | [`rope`] | [`rope::rope_fwd`] | [`rope::rope_bwd`] |
 //! | [`attention`] | [`attention::attention_fwd`] | [`attention::attention_bwd`] |
