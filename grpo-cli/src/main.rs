@@ -48,15 +48,15 @@ fn main() -> ExitCode {
     tune_malloc();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Train(a) => on_pool(|| cmd::train::run(a)),
-        Command::Eval(a) => on_pool(|| cmd::eval::run(a)),
-        Command::Generate(a) => on_pool(|| cmd::generate::run(a)),
-        Command::Score(a) => on_pool(|| cmd::score::run(a)),
+        Command::Train(a) => grpo_kernels::on_pool(|| cmd::train::run(a)),
+        Command::Eval(a) => grpo_kernels::on_pool(|| cmd::eval::run(a)),
+        Command::Generate(a) => grpo_kernels::on_pool(|| cmd::generate::run(a)),
+        Command::Score(a) => grpo_kernels::on_pool(|| cmd::score::run(a)),
         Command::Serve(a) => cmd::serve::run(a),
         Command::Verify(a) => cmd::verify::run(a),
         Command::Estimators(a) => cmd::estimators::run(a),
         Command::Env(a) => cmd::env::run(a),
-        Command::Bench(a) => on_pool(|| cmd::bench::run(a)),
+        Command::Bench(a) => grpo_kernels::on_pool(|| cmd::bench::run(a)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -68,15 +68,6 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-/// Runs a compute command on a worker thread of rayon's global pool. A step is thousands of
-/// small parallel ops; started from inside the pool, the calling worker takes part in each
-/// and only the other workers are woken, instead of the main thread handing every op to the
-/// pool and sleeping on a lock until it is done (two context switches per op: measured as a
-/// third of the default run's CPU time going to the kernel).
-fn on_pool<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    rayon::scope(|_| f())
 }
 
 /// Keeps freed memory in glibc's heap instead of returning it to the kernel: a training

@@ -37,6 +37,8 @@ mod cuda_stub;
 pub mod device;
 pub mod error;
 pub mod ops;
+mod pool;
 
 pub use device::{CudaDevice, Device};
 pub use error::{KernelError, Result};
+pub use pool::on_pool;

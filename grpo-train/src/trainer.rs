@@ -128,15 +128,9 @@ struct Run<'c> {
 
 /// Trains according to `cfg`.
 ///
-/// The run executes on a worker thread of rayon's global pool (when called from outside
-/// it): each step is thousands of small parallel ops, and started from inside the pool the
-/// calling worker takes part in each op instead of handing it over and sleeping on a lock
-/// (two context switches per op otherwise; about half the run time on 2 cores).
+/// The run executes on a worker thread of rayon's global pool ([`grpo_kernels::on_pool`]).
 pub fn train(cfg: RunConfigFile, opts: &TrainOptions) -> Result<RunSummary> {
-    if rayon::current_thread_index().is_none() {
-        return rayon::scope(|_| train_in_pool(cfg, opts));
-    }
-    train_in_pool(cfg, opts)
+    grpo_kernels::on_pool(|| train_in_pool(cfg, opts))
 }
 
 fn train_in_pool(cfg: RunConfigFile, opts: &TrainOptions) -> Result<RunSummary> {

@@ -429,7 +429,8 @@ fn small_m_block(out_t: &mut [f32], a: &[f32], b: &[f32], m: usize, k: usize, is
 }
 
 /// `out[m, n] (= or +=) a[m, k] · b[n, k]ᵀ` with the tiled kernel ([`small_m_block`]), `k > 0`,
-/// lengths already checked; parallel over blocks of `b` rows when the product is large.
+/// lengths already checked; with `parallel`, parallel over blocks of `b` rows when the
+/// product is large.
 #[allow(clippy::too_many_arguments)]
 fn tiled_rows(
     out: &mut [f32],
@@ -440,13 +441,14 @@ fn tiled_rows(
     n: usize,
     accumulate: bool,
     isa: DotIsa,
+    parallel: bool,
 ) {
     use rayon::prelude::*;
     let mut out_t = vec![0.0f32; n * m];
     // Rows of b per block: with few rows of a the block is streamed once, with more (a
     // chunk of `linear_rows`) a and the block together should stay in L1.
     let br = if m <= 8 { SMALL_M_ROWS } else { B_BLOCK_ROWS };
-    if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_THRESHOLD {
+    if parallel && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_THRESHOLD {
         out_t
             .par_chunks_mut(br * m)
             .zip(b.par_chunks(br * k))
@@ -509,13 +511,17 @@ pub fn linear_rows(
     }
     let isa = DotIsa::detect();
     if m <= INVARIANT_ROWS {
-        tiled_rows(out, x, w, m, k, n, accumulate, isa);
+        tiled_rows(out, x, w, m, k, n, accumulate, isa, true);
         return Ok(());
     }
+    // Chunks of rows in parallel; each chunk also splits its blocks of `w` only when there
+    // are too few chunks to keep the pool busy (nested tasks of a few µs cost more than they
+    // share).
     use rayon::prelude::*;
+    let inner = m.div_ceil(INVARIANT_ROWS) < 2 * rayon::current_num_threads();
     out.par_chunks_mut(INVARIANT_ROWS * n)
         .zip(x.par_chunks(INVARIANT_ROWS * k))
-        .for_each(|(o, xx)| tiled_rows(o, xx, w, xx.len() / k, k, n, accumulate, isa));
+        .for_each(|(o, xx)| tiled_rows(o, xx, w, xx.len() / k, k, n, accumulate, isa, inner));
     Ok(())
 }
 
@@ -540,7 +546,7 @@ pub fn matmul(
     check_len(OP, "b", b.len(), checked_size(OP, "b", &[k, n])?)?;
     let small = m <= SMALL_M || (m <= SMALL_M_NARROW && n <= k);
     if !trans_a && trans_b && m > 0 && small && k > 0 && n.saturating_mul(k) >= 1 << 15 {
-        tiled_rows(out, a, b, m, k, n, accumulate, DotIsa::detect());
+        tiled_rows(out, a, b, m, k, n, accumulate, DotIsa::detect(), true);
         return Ok(());
     }
     let (a_rs, a_cs) = if trans_a { (1, m) } else { (k, 1) };
