@@ -471,6 +471,32 @@ fn tiled_rows(
     }
 }
 
+/// Checks the lengths of a product's operands: `out` `[m, n]`, the left operand `m·k`
+/// elements, the right one `k·n` (either layout); errors name the op and the argument.
+fn check_product(
+    op: &'static str,
+    out: &[f32],
+    (lhs_name, lhs): (&'static str, &[f32]),
+    (rhs_name, rhs): (&'static str, &[f32]),
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Result<()> {
+    check_len(op, "out", out.len(), checked_size(op, "out", &[m, n])?)?;
+    check_len(
+        op,
+        lhs_name,
+        lhs.len(),
+        checked_size(op, lhs_name, &[m, k])?,
+    )?;
+    check_len(
+        op,
+        rhs_name,
+        rhs.len(),
+        checked_size(op, rhs_name, &[k, n])?,
+    )
+}
+
 /// Rows of `x` per task in [`linear_rows`] (the tile loop's `a` block stays in L1/L2).
 const INVARIANT_ROWS: usize = 16;
 /// Rows of `b` per block in [`tiled_rows`] when `a` has more than 8 rows.
@@ -496,10 +522,7 @@ pub fn linear_rows(
     n: usize,
     accumulate: bool,
 ) -> Result<()> {
-    const OP: &str = "linear_rows";
-    check_len(OP, "out", out.len(), checked_size(OP, "out", &[m, n])?)?;
-    check_len(OP, "x", x.len(), checked_size(OP, "x", &[m, k])?)?;
-    check_len(OP, "w", w.len(), checked_size(OP, "w", &[n, k])?)?;
+    check_product("linear_rows", out, ("x", x), ("w", w), m, k, n)?;
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -540,10 +563,7 @@ pub fn matmul(
     trans_b: bool,
     accumulate: bool,
 ) -> Result<()> {
-    const OP: &str = "matmul";
-    check_len(OP, "out", out.len(), checked_size(OP, "out", &[m, n])?)?;
-    check_len(OP, "a", a.len(), checked_size(OP, "a", &[m, k])?)?;
-    check_len(OP, "b", b.len(), checked_size(OP, "b", &[k, n])?)?;
+    check_product("matmul", out, ("a", a), ("b", b), m, k, n)?;
     let small = m <= SMALL_M || (m <= SMALL_M_NARROW && n <= k);
     if !trans_a && trans_b && m > 0 && small && k > 0 && n.saturating_mul(k) >= 1 << 15 {
         tiled_rows(out, a, b, m, k, n, accumulate, DotIsa::detect(), true);
