@@ -3,6 +3,8 @@
 //! [`Model::prefill_paged`], decode steps with [`Model::decode_paged`] (attention reads the
 //! block tables directly).
 
+use std::borrow::Borrow;
+
 use grpo_model::Model;
 use grpo_model::kv::{KvPool, PagedSeq};
 
@@ -11,31 +13,37 @@ use crate::engine::Lm;
 /// Positions per KV block.
 pub const BLOCK_SIZE: usize = 16;
 
-/// A borrowed model as an engine backend.
-pub struct ModelLm<'m> {
-    model: &'m Model,
+/// A `grpo-model` transformer as an engine backend, borrowed (`ModelLm<&Model>`, the usual
+/// `ModelLm::new(&model)`) or owned (`ModelLm<Model>`, e.g. by a server's generation thread).
+pub struct ModelLm<M: Borrow<Model>> {
+    model: M,
 }
 
-impl<'m> ModelLm<'m> {
+impl<M: Borrow<Model>> ModelLm<M> {
     /// Wraps `model`.
-    pub fn new(model: &'m Model) -> Self {
+    pub fn new(model: M) -> Self {
         Self { model }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Model {
+        self.model.borrow()
     }
 }
 
-impl Lm for ModelLm<'_> {
+impl<M: Borrow<Model>> Lm for ModelLm<M> {
     type Pool = KvPool;
 
     fn vocab_size(&self) -> usize {
-        self.model.config.vocab_size
+        self.model().config.vocab_size
     }
 
     fn max_positions(&self) -> usize {
-        self.model.config.max_position_embeddings
+        self.model().config.max_position_embeddings
     }
 
     fn eos_token_ids(&self) -> Vec<u32> {
-        self.model.config.eos_token_ids.clone()
+        self.model().config.eos_token_ids.clone()
     }
 
     fn block_size(&self) -> usize {
@@ -43,7 +51,7 @@ impl Lm for ModelLm<'_> {
     }
 
     fn new_pool(&self) -> KvPool {
-        KvPool::new(&self.model.config, BLOCK_SIZE)
+        KvPool::new(&self.model().config, BLOCK_SIZE)
     }
 
     fn ensure_blocks(&self, pool: &mut KvPool, blocks: usize) {
@@ -62,13 +70,13 @@ impl Lm for ModelLm<'_> {
     }
 
     fn prefill(&self, pool: &mut KvPool, seqs: &[PagedSeq<'_>]) -> Result<Vec<f32>, String> {
-        self.model
+        self.model()
             .prefill_paged(pool, seqs)
             .map_err(|e| e.to_string())
     }
 
     fn decode(&self, pool: &mut KvPool, seqs: &[PagedSeq<'_>]) -> Result<Vec<f32>, String> {
-        self.model
+        self.model()
             .decode_paged(pool, seqs)
             .map_err(|e| e.to_string())
     }

@@ -162,7 +162,7 @@ fn requests(prompts: &[Vec<u32>], g: usize, new: usize, share: bool, seed: u64) 
 
 /// Runs the engine and checks every request produced exactly `new` tokens per sample.
 fn generate(
-    engine: &Engine<'_, ModelLm<'_>>,
+    engine: &Engine<'_, ModelLm<&Model>>,
     reqs: &[Request],
     new: usize,
 ) -> anyhow::Result<(Vec<Vec<Vec<u32>>>, GenerateStats)> {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::mpsc;
 
 use grpo_model::Model;
-use grpo_model::kv::{KvPool, PagedSeq};
 use tokio::sync::oneshot;
 
 use super::ServeError;
@@ -26,73 +25,8 @@ pub struct ModelInfo {
     pub context: usize,
 }
 
-/// An owned `grpo-model` transformer as an engine backend (a [`ModelLm`] borrows its
-/// model; the generation thread needs to own it).
-pub struct OwnedModelLm {
-    model: Model,
-}
-
-impl OwnedModelLm {
-    /// Wraps `model`.
-    pub fn new(model: Model) -> Self {
-        Self { model }
-    }
-
-    /// The model.
-    pub fn model(&self) -> &Model {
-        &self.model
-    }
-
-    fn lm(&self) -> ModelLm<'_> {
-        ModelLm::new(&self.model)
-    }
-}
-
-impl Lm for OwnedModelLm {
-    type Pool = KvPool;
-
-    fn vocab_size(&self) -> usize {
-        self.lm().vocab_size()
-    }
-
-    fn max_positions(&self) -> usize {
-        self.lm().max_positions()
-    }
-
-    fn eos_token_ids(&self) -> Vec<u32> {
-        self.lm().eos_token_ids()
-    }
-
-    fn block_size(&self) -> usize {
-        self.lm().block_size()
-    }
-
-    fn new_pool(&self) -> KvPool {
-        self.lm().new_pool()
-    }
-
-    fn ensure_blocks(&self, pool: &mut KvPool, blocks: usize) {
-        self.lm().ensure_blocks(pool, blocks)
-    }
-
-    fn copy_block(
-        &self,
-        pool: &mut KvPool,
-        src: u32,
-        dst: u32,
-        positions: usize,
-    ) -> Result<(), String> {
-        self.lm().copy_block(pool, src, dst, positions)
-    }
-
-    fn prefill(&self, pool: &mut KvPool, seqs: &[PagedSeq<'_>]) -> Result<Vec<f32>, String> {
-        self.lm().prefill(pool, seqs)
-    }
-
-    fn decode(&self, pool: &mut KvPool, seqs: &[PagedSeq<'_>]) -> Result<Vec<f32>, String> {
-        self.lm().decode(pool, seqs)
-    }
-}
+/// An owned `grpo-model` transformer as an engine backend (the generation thread owns it).
+pub type OwnedModelLm = ModelLm<Model>;
 
 /// One HTTP request's prompts, and where to send their results.
 pub(crate) struct Job {
