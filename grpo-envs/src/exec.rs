@@ -58,10 +58,28 @@ impl PythonExecutor for SandboxExecutor {
                 }
                 // The CPU limit equals the time budget: a busy program killed by it (SIGXCPU,
                 // or SIGKILL at the hard limit) ran out of the same budget as one stopped by
-                // the wall clock; which of the two fires first depends on the machine's load.
-                let cpu_out = matches!(out.exit, Exit::Signal(_))
-                    && out.cpu_time >= Duration::from_secs(cfg.limits.cpu_s);
+                // the wall clock; which of the two fires first depends on the machine's load,
+                // and a kill can also take the sandbox's reporter with it (no exit status,
+                // no CPU time). So any run that did not exit normally after using up the
+                // budget in CPU or wall time counts as timed out.
+                let spent =
+                    out.cpu_time >= Duration::from_secs(cfg.limits.cpu_s) || out.wall >= timeout;
+                let cpu_out = !matches!(out.exit, Exit::Code(_)) && spent;
                 let timed_out = out.timed_out || cpu_out;
+                let note = match out.exit {
+                    _ if timed_out => None,
+                    Exit::Signal(sig) => Some(format!("[killed by signal {sig}]")),
+                    Exit::Unknown if out.setup_error.is_none() => {
+                        Some("[the sandbox reported no exit status]".to_string())
+                    }
+                    _ => None,
+                };
+                if let Some(note) = note {
+                    if !stderr.is_empty() {
+                        stderr.push('\n');
+                    }
+                    stderr.push_str(&note);
+                }
                 ExecOutput {
                     stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
                     stderr,
