@@ -62,8 +62,10 @@ impl PythonExecutor for SandboxExecutor {
                 // and a kill can also take the sandbox's reporter with it (no exit status,
                 // no CPU time). So any run that did not exit normally after using up the
                 // budget in CPU or wall time counts as timed out.
-                let spent =
-                    out.cpu_time >= Duration::from_secs(cfg.limits.cpu_s) || out.wall >= timeout;
+                // (CPU accounting can report a few ms under the limit that killed it.)
+                let spent = out.cpu_time + Duration::from_millis(100)
+                    >= Duration::from_secs(cfg.limits.cpu_s)
+                    || out.wall >= timeout;
                 let cpu_out = !matches!(out.exit, Exit::Code(_)) && spent;
                 let timed_out = out.timed_out || cpu_out;
                 let note = match out.exit {
