@@ -8,7 +8,10 @@
 //! under the raw model (what the trainer's scoring pass computes) and under the
 //! distribution actually sampled from. Multi-turn [`Sessions`] keep a sequence's blocks
 //! between turns so environment tokens are appended without prefilling the transcript
-//! again.
+//! again. A sample's tokens and log-probs depend only on its request's seed and the
+//! weights, bit for bit, not on what else is in the batch: each sample draws from its own
+//! seeded stream, and the model's generation path uses row-invariant matrix products
+//! (grpo-kernels' `linear_rows`).
 //!
 //! Modules, one role each: [`engine`] (requests in, completions out), [`scheduler`] (the
 //! step loop: sampling, admission, preemption), [`block`] (block reference counts and the
@@ -17,8 +20,8 @@
 //! OpenAI-compatible HTTP server over the engine (`grpo serve`).
 //!
 //! Decoding a small model is thousands of small parallel ops per step: call
-//! [`Engine::generate`] from inside rayon's pool (e.g. `rayon::scope(|_| ...)`, as the `grpo`
-//! binary and `grpo_train::train` do) so the calling thread takes part in them instead of
+//! [`Engine::generate`] from inside rayon's pool (e.g. `grpo_kernels::on_pool(|| ...)`, as the
+//! `grpo` binary and `grpo_train::train` do) so the calling thread takes part in them instead of
 //! handing each one over and sleeping.
 //!
 //! The engine is generic over the [`Lm`] trait, so it can be tested with a toy model and
