@@ -19,7 +19,7 @@ use grpo_kernels::ops::rope::rope_bwd;
 use grpo_kernels::ops::swiglu::{swiglu_bwd, swiglu_fwd};
 
 use crate::error::{Error, Result};
-use crate::forward::{Activations, Ctx, FwdScratch, Job, LayerActs, Span, scratch};
+use crate::forward::{Activations, Ctx, FwdScratch, Gemm, Job, LayerActs, Span, scratch};
 use crate::model::Model;
 
 /// `dW [n, k] += dyᵀ · x` for `y [t, n] = x [t, k] · Wᵀ`.
@@ -391,7 +391,7 @@ impl Model {
             let x = &acts.acts.inputs[l];
             let recomputed;
             let layer = if acts.opts.recompute {
-                recomputed = self.layer_fwd_with(l, x, &spans, &mut fws)?.0;
+                recomputed = self.layer_fwd_with(l, x, &spans, &mut fws, Gemm::Fast)?.0;
                 &recomputed
             } else {
                 &acts.acts.layers[l]

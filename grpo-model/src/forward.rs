@@ -109,8 +109,6 @@ pub(crate) struct LayerActs {
 /// allocated (and page-faulted) once per forward instead of once per layer.
 #[derive(Debug, Default)]
 pub(crate) struct FwdScratch {
-    /// Which kernel runs the layer's linear products.
-    pub gemm: Gemm,
     /// `[T, H]` normalised input of attention, then of the MLP.
     xn: Vec<f32>,
     /// `[T, I]` silu(gate)·up.
@@ -333,28 +331,24 @@ impl Model {
         x: &[f32],
         spans: &[Span<'_>],
     ) -> Result<(LayerActs, Vec<f32>)> {
-        let mut ws = FwdScratch {
-            gemm: Gemm::RowInvariant,
-            ..FwdScratch::default()
-        };
-        self.layer_fwd_with(l, x, spans, &mut ws)
+        self.layer_fwd_with(l, x, spans, &mut FwdScratch::default(), Gemm::RowInvariant)
     }
 
-    /// [`Model::layer_fwd_infer`] with caller-owned temporaries (reused across layers) and the
-    /// kernel choice in `ws.gemm`.
+    /// [`Model::layer_fwd_infer`] with caller-owned temporaries (reused across layers) and a
+    /// choice of kernel for the linear products.
     pub(crate) fn layer_fwd_with(
         &self,
         l: usize,
         x: &[f32],
         spans: &[Span<'_>],
         ws: &mut FwdScratch,
+        gemm: Gemm,
     ) -> Result<(LayerActs, Vec<f32>)> {
         let c = &self.config;
         let (h, qd, kvd, inter) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
         let (hq, hkv, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
         let lo = self.layout.layers[l];
         let t = x.len() / h;
-        let gemm = ws.gemm;
         let _span = tracing::trace_span!("layer_fwd", layer = l, tokens = t).entered();
         if t == 0 {
             return Ok((LayerActs::default(), vec![]));
@@ -530,7 +524,7 @@ impl Model {
         let mut acts = BatchActs::default();
         let mut ws = FwdScratch::default();
         for l in 0..self.config.num_layers {
-            let (a, out) = self.layer_fwd_with(l, &x, &spans, &mut ws)?;
+            let (a, out) = self.layer_fwd_with(l, &x, &spans, &mut ws, Gemm::Fast)?;
             let x_in = std::mem::replace(&mut x, out);
             if save_inputs {
                 acts.inputs.push(x_in);

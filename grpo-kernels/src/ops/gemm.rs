@@ -110,8 +110,8 @@ mod simd {
 
     /// # Safety
     /// The CPU must support AVX-512F and AVX-512VL (without VL, LLVM keeps the 256-bit
-    /// reduction's operands in the low 16 registers and spills accumulators); `a` holds `R` rows and `b` `C` rows of `k` elements and
-    /// `out_t` has index `(C−1)·m + R − 1`.
+    /// reduction's operands in the low 16 registers and spills accumulators); `a` holds `R`
+    /// rows and `b` `C` rows of `k` elements and `out_t` has index `(C−1)·m + R − 1`.
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
     pub(super) unsafe fn tile_avx512<const R: usize, const C: usize, const PREFETCH: bool>(
         out_t: &mut [f32],
@@ -271,16 +271,6 @@ mod simd {
             let mut s = [0.0f32; 8];
             // SAFETY: `s` holds 8 floats.
             unsafe { _mm256_storeu_ps(s.as_mut_ptr(), v) };
-            if full == k {
-                for (&sum, q) in s.iter().zip(LANE_ACC) {
-                    let idx = g + q;
-                    if idx < n {
-                        out_t[(idx % C) * m + idx / C] = sum;
-                    }
-                }
-                g += 8;
-                continue;
-            }
             for (&sum, q) in s.iter().zip(LANE_ACC) {
                 let idx = g + q;
                 if idx < n {
@@ -586,33 +576,16 @@ pub fn matmul(
             .zip(a.par_chunks(rows * k))
             .try_for_each(|(o, aa)| {
                 let r = aa.len() / k;
-                gemm_strided(
-                    MatMut {
-                        data: o,
-                        offset: 0,
-                        rows: r,
-                        cols: n,
-                        rs: n,
-                        cs: 1,
-                    },
-                    MatRef {
-                        data: aa,
-                        offset: 0,
-                        rows: r,
-                        cols: k,
-                        rs: k,
-                        cs: 1,
-                    },
-                    MatRef {
-                        data: b,
-                        offset: 0,
-                        rows: k,
-                        cols: n,
-                        rs: b_rs,
-                        cs: b_cs,
-                    },
+                packed_product(
+                    o,
+                    aa,
+                    (k, 1),
+                    b,
+                    (b_rs, b_cs),
+                    r,
+                    k,
+                    n,
                     accumulate,
-                    1.0,
                     Parallelism::None,
                 )
             });
@@ -622,6 +595,35 @@ pub fn matmul(
     } else {
         Parallelism::None
     };
+    packed_product(
+        out,
+        a,
+        (a_rs, a_cs),
+        b,
+        (b_rs, b_cs),
+        m,
+        k,
+        n,
+        accumulate,
+        par,
+    )
+}
+
+/// `out[m, n] (= or +=) a · b` on the `gemm` crate's packed kernel, `out` row-major and
+/// contiguous, `a` (`m × k`) and `b` (`k × n`) with the given (row, column) strides.
+#[allow(clippy::too_many_arguments)]
+fn packed_product(
+    out: &mut [f32],
+    a: &[f32],
+    (a_rs, a_cs): (usize, usize),
+    b: &[f32],
+    (b_rs, b_cs): (usize, usize),
+    m: usize,
+    k: usize,
+    n: usize,
+    accumulate: bool,
+    par: Parallelism,
+) -> Result<()> {
     gemm_strided(
         MatMut {
             data: out,
