@@ -271,6 +271,18 @@ mod simd {
             let mut s = [0.0f32; 8];
             // SAFETY: `s` holds 8 floats.
             unsafe { _mm256_storeu_ps(s.as_mut_ptr(), v) };
+            if full == k {
+                // No tail: store the sums. (Going through the tail loop with empty slices
+                // made C1 25% slower.)
+                for (&sum, q) in s.iter().zip(LANE_ACC) {
+                    let idx = g + q;
+                    if idx < n {
+                        out_t[(idx % C) * m + idx / C] = sum;
+                    }
+                }
+                g += 8;
+                continue;
+            }
             for (&sum, q) in s.iter().zip(LANE_ACC) {
                 let idx = g + q;
                 if idx < n {
