@@ -795,6 +795,13 @@ pub(crate) fn gemm_strided(
 mod tests {
     use super::*;
 
+    /// Deterministic test values `((i·step) mod modulus − center) / scale`, `i < len`.
+    fn wave(len: usize, step: usize, modulus: usize, center: f32, scale: f32) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * step % modulus) as f32 - center) / scale)
+            .collect()
+    }
+
     #[test]
     fn small_product_all_transposes() {
         // a = [[1,2,3],[4,5,6]] (2x3), b = [[1,0],[0,1],[1,1]] (3x2)
@@ -815,12 +822,8 @@ mod tests {
     fn small_m_dot_path_matches_naive_and_packed() {
         // n·k large enough for the tiled dot-product path; m = 65 takes the packed path.
         let (k, n) = (301, 203);
-        let a: Vec<f32> = (0..65 * k)
-            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
-            .collect();
-        let b: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
-            .collect();
+        let a: Vec<f32> = wave(65 * k, 7, 13, 6.0, 7.0);
+        let b: Vec<f32> = wave(k * n, 5, 11, 5.0, 5.0);
         let mut packed = vec![0.0f32; 65 * n];
         matmul(&mut packed, &a, &b, 65, k, n, false, true, false).unwrap();
         for m in (1usize..=20).chain([31, 32, 33]) {
@@ -846,12 +849,8 @@ mod tests {
     #[test]
     fn small_m_transposed_accumulate_matches_naive() {
         let (m, k, n) = (3, 37, 150);
-        let a: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
-            .collect();
-        let b: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
-            .collect();
+        let a: Vec<f32> = wave(m * k, 7, 13, 6.0, 7.0);
+        let b: Vec<f32> = wave(k * n, 5, 11, 5.0, 5.0);
         let mut fast = vec![1.0f32; m * n];
         matmul(&mut fast, &a, &b, m, k, n, false, true, true).unwrap();
         for i in 0..m {
@@ -866,12 +865,8 @@ mod tests {
     fn row_split_matches_naive_for_both_b_layouts() {
         // m large enough to split by rows on any pool with ≥ 2 threads; odd sizes.
         let (m, k, n) = (301, 37, 53);
-        let a: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
-            .collect();
-        let b: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
-            .collect();
+        let a: Vec<f32> = wave(m * k, 7, 13, 6.0, 7.0);
+        let b: Vec<f32> = wave(k * n, 5, 11, 5.0, 5.0);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(3)
             .build()
@@ -943,9 +938,7 @@ mod tests {
         let x: Vec<f32> = (0..rows * k)
             .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0 + (i % 5) as f32 * 1e-3)
             .collect();
-        let w: Vec<f32> = (0..n * k)
-            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
-            .collect();
+        let w: Vec<f32> = wave(n * k, 5, 11, 5.0, 5.0);
         let init = |i: usize| (i % 3) as f32 * 0.5;
         for acc in [false, true] {
             let alone: Vec<Vec<f32>> = (0..rows)
