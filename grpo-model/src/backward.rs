@@ -10,16 +10,19 @@
 //! into the prompt rows' key/value gradients, which then flow through the k/v projections
 //! once, together with the prompt's own.
 
-use grpo_kernels::ops::attention::attention_bwd;
+use grpo_kernels::ops::attention::{attention_bwd, attention_bwd_serial};
 use grpo_kernels::ops::embedding::embedding_bwd;
 use grpo_kernels::ops::gemm::matmul;
 use grpo_kernels::ops::logprob::logprob_bwd;
 use grpo_kernels::ops::rmsnorm::{rmsnorm_bwd, rmsnorm_fwd};
 use grpo_kernels::ops::rope::rope_bwd;
 use grpo_kernels::ops::swiglu::{swiglu_bwd, swiglu_fwd};
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::forward::{Activations, Ctx, FwdScratch, Gemm, Job, LayerActs, Span, scratch};
+use crate::forward::{
+    Activations, Ctx, FwdScratch, Gemm, Job, LayerActs, Span, scratch, span_rows,
+};
 use crate::model::Model;
 
 /// `dW [n, k] += dyᵀ · x` for `y [t, n] = x [t, k] · Wᵀ`.
@@ -163,56 +166,79 @@ impl Model {
         // dq is overwritten span by span (the spans cover every row); dk/dv accumulate.
         dk.fill(0.0);
         dv.fill(0.0);
-        for sp in spans {
-            if sp.t == 0 {
-                continue;
-            }
-            let (r0, r1) = (sp.off, sp.off + sp.t);
-            let dqs = &mut dq[r0 * qd..r1 * qd];
-            let (douts, qs, outs) = (
-                &datt[r0 * qd..r1 * qd],
-                &a.q[r0 * qd..r1 * qd],
-                &a.att[r0 * qd..r1 * qd],
-            );
-            let lse = &a.lse[hq * r0..hq * r1];
-            let own_k = &a.k[r0 * kvd..r1 * kvd];
-            let own_v = &a.v[r0 * kvd..r1 * kvd];
-            match (sp.ctx, self.ctx_kv(sp, spans, &a.k, &a.v)) {
-                (Ctx::Seg(p), Some((ck, cv))) if sp.pos0 > 0 => {
-                    let kc = [ck, own_k].concat();
-                    let vc = [cv, own_v].concat();
-                    let tk = sp.pos0 + sp.t;
-                    let mut dkc = vec![0.0; tk * kvd];
-                    let mut dvc = vec![0.0; tk * kvd];
-                    attention_bwd(
-                        dqs, &mut dkc, &mut dvc, douts, qs, &kc, &vc, outs, lse, sp.t, tk, hq, hkv,
-                        d, sp.pos0, scale,
-                    )?;
-                    let ps = &spans[p];
-                    let pr = ps.off * kvd..(ps.off + ps.t) * kvd;
-                    for (dst, src) in [(&mut *dk, &dkc), (&mut *dv, &dvc)] {
-                        dst[pr.clone()]
-                            .iter_mut()
-                            .zip(&src[..sp.pos0 * kvd])
-                            .for_each(|(a, b)| *a += b);
-                        dst[r0 * kvd..r1 * kvd]
-                            .iter_mut()
-                            .zip(&src[sp.pos0 * kvd..])
-                            .for_each(|(a, b)| *a += b);
+        // Spans in parallel, one task each when there are several (every attention call then
+        // runs on one thread). A span without context accumulates into its own dk/dv rows; a
+        // completion on a shared prompt returns the gradient of its whole context, added
+        // below in span order so the sums do not depend on scheduling.
+        let serial = spans.len() > 1;
+        let ctx_grads: Vec<Option<(Vec<f32>, Vec<f32>)>> = span_rows(dq, spans, qd)?
+            .into_par_iter()
+            .zip(span_rows(dk, spans, kvd)?)
+            .zip(span_rows(dv, spans, kvd)?)
+            .zip(spans)
+            .with_min_len(if serial { 1 } else { usize::MAX })
+            .map(
+                |(((dqs, dks), dvs), sp)| -> Result<Option<(Vec<f32>, Vec<f32>)>> {
+                    if sp.t == 0 {
+                        return Ok(None);
                     }
-                }
-                (Ctx::None, _) => {
-                    let (dks, dvs) = (&mut dk[r0 * kvd..r1 * kvd], &mut dv[r0 * kvd..r1 * kvd]);
-                    attention_bwd(
-                        dqs, dks, dvs, douts, qs, own_k, own_v, outs, lse, sp.t, sp.t, hq, hkv, d,
-                        0, scale,
-                    )?;
-                }
-                _ => {
-                    return Err(Error::InvalidInput(
-                        "layer_bwd: only in-batch contexts are differentiable".into(),
-                    ));
-                }
+                    let attend_bwd = if serial {
+                        attention_bwd_serial
+                    } else {
+                        attention_bwd
+                    };
+                    let (r0, r1) = (sp.off, sp.off + sp.t);
+                    let (douts, qs, outs) = (
+                        &datt[r0 * qd..r1 * qd],
+                        &a.q[r0 * qd..r1 * qd],
+                        &a.att[r0 * qd..r1 * qd],
+                    );
+                    let lse = &a.lse[hq * r0..hq * r1];
+                    let own_k = &a.k[r0 * kvd..r1 * kvd];
+                    let own_v = &a.v[r0 * kvd..r1 * kvd];
+                    match (sp.ctx, self.ctx_kv(sp, spans, &a.k, &a.v)) {
+                        (Ctx::Seg(_), Some((ck, cv))) if sp.pos0 > 0 => {
+                            let kc = [ck, own_k].concat();
+                            let vc = [cv, own_v].concat();
+                            let tk = sp.pos0 + sp.t;
+                            let mut dkc = vec![0.0; tk * kvd];
+                            let mut dvc = vec![0.0; tk * kvd];
+                            attend_bwd(
+                                dqs, &mut dkc, &mut dvc, douts, qs, &kc, &vc, outs, lse, sp.t, tk,
+                                hq, hkv, d, sp.pos0, scale,
+                            )?;
+                            Ok(Some((dkc, dvc)))
+                        }
+                        (Ctx::None, _) => {
+                            attend_bwd(
+                                dqs, dks, dvs, douts, qs, own_k, own_v, outs, lse, sp.t, sp.t, hq,
+                                hkv, d, 0, scale,
+                            )?;
+                            Ok(None)
+                        }
+                        _ => Err(Error::InvalidInput(
+                            "layer_bwd: only in-batch contexts are differentiable".into(),
+                        )),
+                    }
+                },
+            )
+            .collect::<Result<_>>()?;
+        for (sp, grads_kv) in spans.iter().zip(ctx_grads) {
+            let (Ctx::Seg(p), Some((dkc, dvc))) = (sp.ctx, grads_kv) else {
+                continue;
+            };
+            let (r0, r1) = (sp.off, sp.off + sp.t);
+            let ps = &spans[p];
+            let pr = ps.off * kvd..(ps.off + ps.t) * kvd;
+            for (dst, src) in [(&mut *dk, &dkc), (&mut *dv, &dvc)] {
+                dst[pr.clone()]
+                    .iter_mut()
+                    .zip(&src[..sp.pos0 * kvd])
+                    .for_each(|(a, b)| *a += b);
+                dst[r0 * kvd..r1 * kvd]
+                    .iter_mut()
+                    .zip(&src[sp.pos0 * kvd..])
+                    .for_each(|(a, b)| *a += b);
             }
         }
         let positions: Vec<usize> = spans.iter().flat_map(|s| s.pos0..s.pos0 + s.t).collect();

@@ -12,13 +12,14 @@
 //! states and their target tokens, so a completion's first token (predicted from the prompt's
 //! last row) works in both layouts.
 
-use grpo_kernels::ops::attention::attention_fwd;
+use grpo_kernels::ops::attention::{attention_fwd, attention_fwd_serial};
 use grpo_kernels::ops::embedding::embedding_fwd;
 use grpo_kernels::ops::gemm::{linear_rows, matmul};
 use grpo_kernels::ops::logprob::logprob_fwd;
 use grpo_kernels::ops::rmsnorm::rmsnorm_fwd;
 use grpo_kernels::ops::rope::rope_fwd;
 use grpo_kernels::ops::swiglu::swiglu_fwd;
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -233,6 +234,36 @@ impl Activations {
     }
 }
 
+/// `buf` (`[N, width]`, the rows of `spans` stacked in order) cut into one mutable slice per
+/// span. Errors if the spans are not consecutive from row 0 or do not cover `buf` exactly.
+pub(crate) fn span_rows<'b, T>(
+    buf: &'b mut [T],
+    spans: &[Span<'_>],
+    width: usize,
+) -> Result<Vec<&'b mut [T]>> {
+    let mut rest = buf;
+    let mut next = 0;
+    let mut parts = Vec::with_capacity(spans.len());
+    for sp in spans {
+        if sp.off != next || sp.t * width > rest.len() {
+            return Err(Error::InvalidInput(format!(
+                "span at row {} with {} rows does not follow row {next} of the batch",
+                sp.off, sp.t
+            )));
+        }
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(sp.t * width);
+        parts.push(head);
+        rest = tail;
+        next += sp.t;
+    }
+    if !rest.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "spans cover {next} rows, the batch has more"
+        )));
+    }
+    Ok(parts)
+}
+
 /// First row of each segment in the stacked batch.
 pub(crate) fn offsets(segs: &[Segment]) -> Vec<usize> {
     let mut off = 0;
@@ -416,26 +447,40 @@ impl Model {
         a.att = vec![0.0; t * qd];
         a.lse = vec![0.0; hq * t];
         let scale = 1.0 / (d as f32).sqrt();
-        for sp in spans {
-            if sp.t == 0 {
-                continue;
-            }
-            let (r0, r1) = (sp.off, sp.off + sp.t);
-            let own_k = &k[r0 * kvd..r1 * kvd];
-            let own_v = &v[r0 * kvd..r1 * kvd];
-            let out = &mut a.att[r0 * qd..r1 * qd];
-            let lse = &mut a.lse[hq * r0..hq * r1];
-            let qs = &q[r0 * qd..r1 * qd];
-            match self.ctx_kv(sp, spans, &k, &v) {
-                Some((ck, cv)) if sp.pos0 > 0 => {
-                    let kc = [ck, own_k].concat();
-                    let vc = [cv, own_v].concat();
-                    let tk = sp.pos0 + sp.t;
-                    attention_fwd(out, lse, qs, &kc, &vc, sp.t, tk, hq, hkv, d, sp.pos0, scale)?;
+        // One task per span when there are several (each attention call then runs on one
+        // thread: same bits, less fork/join than splitting every short sequence).
+        let serial = spans.len() > 1;
+        let outs = span_rows(&mut a.att, spans, qd)?;
+        let lses = span_rows(&mut a.lse, spans, hq)?;
+        spans
+            .par_iter()
+            .zip(outs)
+            .zip(lses)
+            .with_min_len(if serial { 1 } else { usize::MAX })
+            .try_for_each(|((sp, out), lse)| -> Result<()> {
+                if sp.t == 0 {
+                    return Ok(());
                 }
-                _ => attention_fwd(out, lse, qs, own_k, own_v, sp.t, sp.t, hq, hkv, d, 0, scale)?,
-            }
-        }
+                let (r0, r1) = (sp.off, sp.off + sp.t);
+                let own_k = &k[r0 * kvd..r1 * kvd];
+                let own_v = &v[r0 * kvd..r1 * kvd];
+                let qs = &q[r0 * qd..r1 * qd];
+                let attend = if serial {
+                    attention_fwd_serial
+                } else {
+                    attention_fwd
+                };
+                match self.ctx_kv(sp, spans, &k, &v) {
+                    Some((ck, cv)) if sp.pos0 > 0 => {
+                        let kc = [ck, own_k].concat();
+                        let vc = [cv, own_v].concat();
+                        let tk = sp.pos0 + sp.t;
+                        attend(out, lse, qs, &kc, &vc, sp.t, tk, hq, hkv, d, sp.pos0, scale)?;
+                    }
+                    _ => attend(out, lse, qs, own_k, own_v, sp.t, sp.t, hq, hkv, d, 0, scale)?,
+                }
+                Ok(())
+            })?;
         a.q = q;
         a.k = k;
         a.v = v;

@@ -171,7 +171,8 @@ fn mat_ref_t(data: &[f32], rows: usize, cols: usize) -> MatRef<'_> {
     }
 }
 
-/// Causal GQA attention forward; see the module contract.
+/// Causal GQA attention forward; see the module contract. Parallel over (query head, query
+/// block).
 pub fn attention_fwd(
     out: &mut [f32],
     lse: &mut [f32],
@@ -186,8 +187,52 @@ pub fn attention_fwd(
     q_offset: usize,
     scale: f32,
 ) -> Result<()> {
+    let dims = Dims::check("attention_fwd", tq, tk, hq, hkv, d, q_offset, scale)?;
+    fwd(out, lse, q, k, v, &dims, 1)
+}
+
+/// [`attention_fwd`] on the calling thread only, with the same result bit for bit: for
+/// callers that already run many sequences in parallel (one task per sequence beats
+/// splitting each small sequence across the pool).
+pub fn attention_fwd_serial(
+    out: &mut [f32],
+    lse: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    tq: usize,
+    tk: usize,
+    hq: usize,
+    hkv: usize,
+    d: usize,
+    q_offset: usize,
+    scale: f32,
+) -> Result<()> {
+    let dims = Dims::check("attention_fwd", tq, tk, hq, hkv, d, q_offset, scale)?;
+    fwd(out, lse, q, k, v, &dims, usize::MAX)
+}
+
+/// The forward; `min_len` is rayon's minimum items per task (`usize::MAX`: one task, run
+/// on the calling thread).
+fn fwd(
+    out: &mut [f32],
+    lse: &mut [f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    dims: &Dims,
+    min_len: usize,
+) -> Result<()> {
     const OP: &str = "attention_fwd";
-    let dims = Dims::check(OP, tq, tk, hq, hkv, d, q_offset, scale)?;
+    let Dims {
+        tq,
+        tk,
+        hq,
+        hkv,
+        d,
+        scale,
+        ..
+    } = *dims;
     let nq = checked_size(OP, "q", &[tq, hq, d])?;
     let nk = checked_size(OP, "k", &[tk, hkv, d])?;
     check_len(OP, "out", out.len(), nq)?;
@@ -206,6 +251,7 @@ pub fn attention_fwd(
         .par_chunks_mut(BQ * d)
         .zip(lse_tmp.par_chunks_mut(BQ))
         .enumerate()
+        .with_min_len(min_len)
         .try_for_each(|(item, (o_blk, lse_blk))| -> Result<()> {
             let (h, qb) = (item / nqb, item % nqb);
             let i0 = qb * BQ;
@@ -242,7 +288,7 @@ pub fn attention_fwd(
     let stride = nqb * BQ;
     out.par_chunks_mut(hq * d)
         .enumerate()
-        .with_min_len(16)
+        .with_min_len(min_len.max(16))
         .for_each(|(i, row)| {
             for h in 0..hq {
                 let src = (h * stride + i) * d;
@@ -256,7 +302,7 @@ pub fn attention_fwd(
 }
 
 /// Causal GQA attention backward: `dq` overwritten, `dk`/`dv` accumulated; `out` and `lse`
-/// are the forward's outputs. See the module contract.
+/// are the forward's outputs. See the module contract. Parallel over query heads.
 pub fn attention_bwd(
     dq: &mut [f32],
     dk: &mut [f32],
@@ -275,8 +321,52 @@ pub fn attention_bwd(
     q_offset: usize,
     scale: f32,
 ) -> Result<()> {
+    let dims = Dims::check("attention_bwd", tq, tk, hq, hkv, d, q_offset, scale)?;
+    bwd(dq, dk, dv, dout, q, k, v, out, lse, &dims, 1)
+}
+
+/// [`attention_bwd`] on the calling thread only, with the same result bit for bit (see
+/// [`attention_fwd_serial`]).
+pub fn attention_bwd_serial(
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+    dout: &[f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &[f32],
+    lse: &[f32],
+    tq: usize,
+    tk: usize,
+    hq: usize,
+    hkv: usize,
+    d: usize,
+    q_offset: usize,
+    scale: f32,
+) -> Result<()> {
+    let dims = Dims::check("attention_bwd", tq, tk, hq, hkv, d, q_offset, scale)?;
+    bwd(dq, dk, dv, dout, q, k, v, out, lse, &dims, usize::MAX)
+}
+
+/// The backward; `min_len` as in [`fwd`].
+fn bwd(
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+    dout: &[f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &[f32],
+    lse: &[f32],
+    dims: &Dims,
+    min_len: usize,
+) -> Result<()> {
     const OP: &str = "attention_bwd";
-    let dims = Dims::check(OP, tq, tk, hq, hkv, d, q_offset, scale)?;
+    let Dims {
+        tq, tk, hq, hkv, d, ..
+    } = *dims;
     let nq = checked_size(OP, "q", &[tq, hq, d])?;
     let nk = checked_size(OP, "k", &[tk, hkv, d])?;
     check_len(OP, "dq", dq.len(), nq)?;
@@ -295,9 +385,10 @@ pub fn attention_bwd(
     // Per query head: (dq_h [tq, d], dk_h [kv_max, d], dv_h [kv_max, d]).
     let per_head: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..hq)
         .into_par_iter()
+        .with_min_len(min_len)
         .map(|h| {
             head_bwd(
-                &dims,
+                dims,
                 h,
                 dout,
                 q,
@@ -311,7 +402,7 @@ pub fn attention_bwd(
         .collect::<Result<_>>()?;
     dq.par_chunks_mut(hq * d)
         .enumerate()
-        .with_min_len(16)
+        .with_min_len(min_len.max(16))
         .for_each(|(i, row)| {
             for (h, (dq_h, _, _)) in per_head.iter().enumerate() {
                 row[h * d..(h + 1) * d].copy_from_slice(&dq_h[i * d..(i + 1) * d]);
@@ -322,7 +413,7 @@ pub fn attention_bwd(
         dst.par_chunks_mut(hkv * d)
             .take(kv_max)
             .enumerate()
-            .with_min_len(16)
+            .with_min_len(min_len.max(16))
             .for_each(|(j, row)| {
                 for (h, head) in per_head.iter().enumerate() {
                     let g = h / group;
