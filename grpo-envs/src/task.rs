@@ -62,11 +62,18 @@ pub trait Task: Send + Sync {
 pub struct ArithmeticTask {
     /// Allowed operators.
     pub ops: String,
+    /// For `+` and `-`, both operands have exactly `difficulty` digits (by default the
+    /// second one has up to that many, its digit count drawn uniformly).
+    #[serde(default)]
+    pub equal_digits: bool,
 }
 
 impl Default for ArithmeticTask {
     fn default() -> Self {
-        ArithmeticTask { ops: "+-".into() }
+        ArithmeticTask {
+            ops: "+-".into(),
+            equal_digits: false,
+        }
     }
 }
 
@@ -84,6 +91,16 @@ impl ArithmeticTask {
         let ops: String = ops.chars().filter(|c| "+-*".contains(*c)).collect();
         ArithmeticTask {
             ops: if ops.is_empty() { "+".into() } else { ops },
+            equal_digits: false,
+        }
+    }
+
+    /// The same task with both operands of `+` and `-` drawn with exactly `difficulty`
+    /// digits.
+    pub fn with_equal_digits(self, equal_digits: bool) -> Self {
+        ArithmeticTask {
+            equal_digits,
+            ..self
         }
     }
 
@@ -120,6 +137,7 @@ impl Task for ArithmeticTask {
         let mut a = r.random_range(lo..10u128.pow(d));
         let mut b = match op {
             '*' => draw_digits(&mut r, if d < 3 { 1 } else { d / 2 }),
+            _ if self.equal_digits => r.random_range(lo..10u128.pow(d)),
             _ => {
                 let db = r.random_range(1..=d);
                 draw_digits(&mut r, db)
@@ -166,6 +184,26 @@ impl Task for ArithmeticTask {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn equal_digits_draws_both_operands_with_the_difficulty_digits() {
+        let t = ArithmeticTask::with_ops("+-").with_equal_digits(true);
+        let mut short_b = 0;
+        for seed in 0..300 {
+            for d in 1..5u32 {
+                let inst = t.generate(seed, d);
+                let (a, b) = inst.prompt[..inst.prompt.len() - 1]
+                    .split_once(['+', '-'])
+                    .unwrap();
+                assert_eq!((a.len(), b.len()), (d as usize, d as usize), "{inst:?}");
+                assert!(t.verify(&inst, &inst.gold_completion).correct);
+                // The default mode draws shorter second operands too.
+                let p = ArithmeticTask::with_ops("+").generate(seed, 2).prompt;
+                short_b += usize::from(p.split_once('+').unwrap().1.len() < 3);
+            }
+        }
+        assert!(short_b > 100, "{short_b}");
+    }
 
     #[test]
     fn gold_completions_verify_and_use_the_vocab() {

@@ -113,6 +113,10 @@ pub enum TaskSection {
         /// answers only. Evaluation is always exact match.
         #[serde(default)]
         partial_credit: f64,
+        /// Both operands of `+`/`-` have the drawn digit count (by default the second
+        /// operand has up to that many digits, its count drawn uniformly).
+        #[serde(default)]
+        equal_digits: bool,
     },
     /// Rows of a JSONL file scored by a verifier.
     Dataset {

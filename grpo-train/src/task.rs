@@ -79,6 +79,7 @@ impl TaskSource {
                 ops,
                 eval_size,
                 partial_credit,
+                equal_digits,
             } => {
                 if *min_digits == 0 || min_digits > max_digits || *max_digits > 18 {
                     return Err(TrainError::Config {
@@ -94,7 +95,7 @@ impl TaskSource {
                         message: format!("unknown operator {bad:?} (use \"+\", \"-\", \"*\")"),
                     });
                 }
-                let task = ArithmeticTask::with_ops(&ops.concat());
+                let task = ArithmeticTask::with_ops(&ops.concat()).with_equal_digits(*equal_digits);
                 let mut src = TaskSource {
                     kind: Kind::Arithmetic {
                         task,
@@ -345,6 +346,7 @@ mod tests {
             ops: vec!["+".into()],
             eval_size: 50,
             partial_credit: 0.0,
+            equal_digits: false,
         }
     }
 
@@ -474,6 +476,7 @@ mod tests {
             ops: vec!["+".into()],
             eval_size: 5,
             partial_credit: 0.0,
+            equal_digits: false,
         };
         assert!(
             TaskSource::new(&bad, 1)
@@ -488,6 +491,7 @@ mod tests {
             ops: vec!["/".into()],
             eval_size: 5,
             partial_credit: 0.0,
+            equal_digits: false,
         };
         assert!(
             TaskSource::new(&bad, 1)
