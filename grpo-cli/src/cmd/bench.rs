@@ -20,6 +20,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use grpo_kernels::ops::gemm::matmul;
 use grpo_model::optim::Optimizer;
 use grpo_model::{Arch, ForwardOptions, GroupInput, Model, ModelConfig, SeqInput};
 use grpo_rollout::model::ModelLm;
@@ -296,11 +297,95 @@ fn train_bench(args: &Args) -> anyhow::Result<Value> {
         upd.push((t3 - t2).as_secs_f64());
         Ok(())
     })?;
+    let (gemm_s, gflop) = gemm_floor(&model.config, b * (p + c), b * c, args.reps)?;
     Ok(json!({
         "workload": args.workload, "s": s, "runs": runs, "tok_per_s": (b * (p + c)) as f64 / s,
         "forward_s": median(&fwd[1..]), "backward_s": median(&bwd[1..]),
         "optimizer_s": median(&upd[1..]),
+        "gemm_only_s": gemm_s, "gemm_gflop": gflop,
     }))
+}
+
+/// The matrix products of one training step alone, on the same kernel ([`matmul`]) and
+/// shapes as the model's forward and backward: every layer's projections over `rows`
+/// tokens, the LM head over `lm_rows`, each followed by its input-gradient and
+/// weight-gradient products. Returns (median seconds, GFLOP): the floor that the rest of
+/// the step (norms, attention, RoPE, SwiGLU, softmax, AdamW) adds to.
+fn gemm_floor(
+    c: &ModelConfig,
+    rows: usize,
+    lm_rows: usize,
+    reps: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let (h, qd, kvd, inter) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
+    // (rows, k, n) of each `y = x · Wᵀ`.
+    let mut shapes = Vec::new();
+    for _ in 0..c.num_layers {
+        for (k, n) in [
+            (h, qd),
+            (h, kvd),
+            (h, kvd),
+            (qd, h),
+            (h, inter),
+            (h, inter),
+            (inter, h),
+        ] {
+            shapes.push((rows, k, n));
+        }
+    }
+    shapes.push((lm_rows, h, c.vocab_size));
+    let biggest = shapes
+        .iter()
+        .map(|&(m, k, n)| m * k.max(n))
+        .max()
+        .unwrap_or(0);
+    let x: Vec<f32> = (0..biggest).map(|i| (i % 13) as f32 * 0.01).collect();
+    let dy = x.clone();
+    let w: Vec<f32> = (0..shapes.iter().map(|&(_, k, n)| k * n).max().unwrap_or(0))
+        .map(|i| (i % 7) as f32 * 0.01)
+        .collect();
+    let mut y = vec![0.0f32; biggest];
+    let mut dw = vec![0.0f32; w.len()];
+    let (s, _) = time_runs(reps, || {
+        for &(m, k, n) in &shapes {
+            matmul(
+                &mut y[..m * n],
+                &x[..m * k],
+                &w[..n * k],
+                m,
+                k,
+                n,
+                false,
+                true,
+                false,
+            )?;
+            matmul(
+                &mut y[..m * k],
+                &dy[..m * n],
+                &w[..n * k],
+                m,
+                n,
+                k,
+                false,
+                false,
+                false,
+            )?;
+            matmul(
+                &mut dw[..n * k],
+                &dy[..m * n],
+                &x[..m * k],
+                n,
+                m,
+                k,
+                true,
+                false,
+                true,
+            )?;
+        }
+        Ok(())
+    })?;
+    let flop: usize = shapes.iter().map(|&(m, k, n)| 3 * 2 * m * k * n).sum();
+    Ok((s, flop as f64 / 1e9))
 }
 
 fn score_bench(args: &Args) -> anyhow::Result<Value> {
