@@ -21,7 +21,9 @@
 //!   a shared prompt's KV gradients can collect contributions from several completions.
 //!
 //! CPU strategy: parallel over (query head, block of 64 queries) in the forward and over query
-//! heads in the backward (rayon); the score block `[64, keys]` is computed with the `gemm`
+//! heads in the backward (rayon); [`attention_fwd_serial`] / [`attention_bwd_serial`] run the
+//! same items on the calling thread, with the same bits, for callers that parallelise over
+//! sequences (the model's training forward and backward run one task per sequence); the score block `[64, keys]` is computed with the `gemm`
 //! crate and normalised with a numerically stable softmax whose `lse` is saved, so the
 //! backward recomputes probabilities as `exp(score − lse)` (flash-attention style). Extra
 //! memory: the forward holds one `[64, tk]` score block per task plus a head-major copy of
