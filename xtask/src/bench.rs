@@ -16,6 +16,11 @@
 //! - `e2e [--reps N]`: one GRPO step of the TRL CPU workload (tiny Qwen2, 16 prompts ×
 //!   G=8, 32 new tokens) against `shared/bench/trl_grpo_step_cpu.py` (TRL GRPOTrainer).
 //!
+//! Rows named `…-gemm-only` (C2, E2E) time the workload's matrix products alone, on our
+//! kernels and shapes, against the peer's whole workload: the ratio we would reach if
+//! everything else (norms, attention, sampling, AdamW, …) were free, an upper bound on what
+//! any faster non-GEMM code can give.
+//!
 //! `--no-build` runs the release binaries already in `target/` (for a checkout where a crate
 //! the CLI depends on does not build at the moment).
 //!
@@ -176,6 +181,9 @@ fn cpu(args: &[String]) -> anyhow::Result<()> {
     for &(w, is_gen) in &selected {
         let peer_s = peer.as_ref().and_then(|p| p[w]["s"].as_f64());
         rows.push(Row::seconds(w, seconds(&ours[w])?, peer_s));
+        if let Some(g) = ours[w]["gemm_only_s"].as_f64() {
+            rows.push(Row::seconds(&format!("{w}-gemm-only"), g, peer_s));
+        }
         if is_gen {
             let k = format!("{w}-noshare");
             rows.push(Row::seconds(&k, seconds(&ours[&k])?, peer_s));
@@ -217,7 +225,10 @@ fn e2e(args: &[String]) -> anyhow::Result<()> {
     let peer_s = peer
         .as_ref()
         .and_then(|p| p["step_s_median_after_first"].as_f64());
-    let rows = vec![Row::seconds("E2E", seconds(&ours)?, peer_s)];
+    let mut rows = vec![Row::seconds("E2E", seconds(&ours)?, peer_s)];
+    if let Some(g) = ours["gemm_only_s"].as_f64() {
+        rows.push(Row::seconds("E2E-gemm-only", g, peer_s));
+    }
     report("e2e", &rows, json!({"ours": ours, "peer": peer}))
 }
 

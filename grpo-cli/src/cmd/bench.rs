@@ -20,7 +20,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use grpo_kernels::ops::gemm::matmul;
+use grpo_kernels::ops::gemm::{linear_rows, matmul};
 use grpo_model::optim::Optimizer;
 use grpo_model::{Arch, ForwardOptions, GroupInput, Model, ModelConfig, SeqInput};
 use grpo_rollout::model::ModelLm;
@@ -496,11 +496,72 @@ fn e2e_bench(args: &Args) -> anyhow::Result<Value> {
         Ok(())
     })?;
     let m = |i: usize| median(&split[i][1..]);
+    // The step's matrix products alone: training over 4224 rows (16 prompts once + 128 × 32
+    // completion tokens; LM head on the 4096 completion tokens) and 32 decode steps of 128
+    // rows on the engine's row-invariant kernel.
+    let (train_gemm, train_gf) = gemm_floor(
+        &model.config,
+        n_prompts * 8 + n_prompts * g * new,
+        n_prompts * g * new,
+        3,
+    )?;
+    let (decode_gemm, decode_gf) = decode_floor(&model.config, n_prompts * g, new, 3)?;
     Ok(json!({
         "workload": args.workload, "s": s, "runs": runs,
         "rollout_s": m(0), "reward_s": m(1), "scoring_s": m(2), "backward_s": m(3),
         "optimizer_s": m(4),
+        "gemm_only_s": train_gemm + decode_gemm, "train_gemm_s": train_gemm,
+        "decode_gemm_s": decode_gemm, "gemm_gflop": train_gf + decode_gf,
     }))
+}
+
+/// The linear products of `steps` decode steps of `rows` rows (every layer's projections and
+/// the LM head) on the generation engine's row-invariant kernel ([`linear_rows`]). Returns
+/// (median seconds, GFLOP).
+fn decode_floor(
+    c: &ModelConfig,
+    rows: usize,
+    steps: usize,
+    reps: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let (h, qd, kvd, inter) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
+    let mut shapes = Vec::new();
+    for _ in 0..c.num_layers {
+        shapes.extend([
+            (h, qd),
+            (h, kvd),
+            (h, kvd),
+            (qd, h),
+            (h, inter),
+            (h, inter),
+            (inter, h),
+        ]);
+    }
+    shapes.push((h, c.vocab_size));
+    let widest = shapes.iter().map(|&(k, n)| k.max(n)).max().unwrap_or(0);
+    let x: Vec<f32> = (0..rows * widest).map(|i| (i % 13) as f32 * 0.01).collect();
+    let w: Vec<f32> = (0..shapes.iter().map(|&(k, n)| k * n).max().unwrap_or(0))
+        .map(|i| (i % 7) as f32 * 0.01)
+        .collect();
+    let mut y = vec![0.0f32; rows * widest];
+    let (s, _) = time_runs(reps, || {
+        for _ in 0..steps {
+            for &(k, n) in &shapes {
+                linear_rows(
+                    &mut y[..rows * n],
+                    &x[..rows * k],
+                    &w[..n * k],
+                    rows,
+                    k,
+                    n,
+                    false,
+                )?;
+            }
+        }
+        Ok(())
+    })?;
+    let flop: usize = shapes.iter().map(|&(k, n)| steps * 2 * rows * k * n).sum();
+    Ok((s, flop as f64 / 1e9))
 }
 
 /// Decimal digits of `x` as token ids 0..10.
