@@ -10,7 +10,7 @@
 //! into the prompt rows' key/value gradients, which then flow through the k/v projections
 //! once, together with the prompt's own.
 
-use grpo_kernels::ops::attention::{attention_bwd, attention_bwd_serial};
+use grpo_kernels::ops::attention::{attention_bwd, on_this_thread};
 use grpo_kernels::ops::embedding::embedding_bwd;
 use grpo_kernels::ops::gemm::matmul;
 use grpo_kernels::ops::logprob::logprob_bwd;
@@ -170,58 +170,59 @@ impl Model {
         // runs on one thread). A span without context accumulates into its own dk/dv rows; a
         // completion on a shared prompt returns the gradient of its whole context, added
         // below in span order so the sums do not depend on scheduling.
-        let serial = spans.len() > 1;
-        let ctx_grads: Vec<Option<(Vec<f32>, Vec<f32>)>> = span_rows(dq, spans, qd)?
+        type CtxGrads = Option<(Vec<f32>, Vec<f32>)>;
+        let attend = |sp: &Span<'_>, dqs: &mut [f32], dks: &mut [f32], dvs: &mut [f32]| {
+            if sp.t == 0 {
+                return Ok(None);
+            }
+            let (r0, r1) = (sp.off, sp.off + sp.t);
+            let (douts, qs, outs) = (
+                &datt[r0 * qd..r1 * qd],
+                &a.q[r0 * qd..r1 * qd],
+                &a.att[r0 * qd..r1 * qd],
+            );
+            let lse = &a.lse[hq * r0..hq * r1];
+            let own_k = &a.k[r0 * kvd..r1 * kvd];
+            let own_v = &a.v[r0 * kvd..r1 * kvd];
+            match (sp.ctx, self.ctx_kv(sp, spans, &a.k, &a.v)) {
+                (Ctx::Seg(_), Some((ck, cv))) if sp.pos0 > 0 => {
+                    let kc = [ck, own_k].concat();
+                    let vc = [cv, own_v].concat();
+                    let tk = sp.pos0 + sp.t;
+                    let mut dkc = vec![0.0; tk * kvd];
+                    let mut dvc = vec![0.0; tk * kvd];
+                    attention_bwd(
+                        dqs, &mut dkc, &mut dvc, douts, qs, &kc, &vc, outs, lse, sp.t, tk, hq, hkv,
+                        d, sp.pos0, scale,
+                    )?;
+                    Ok(Some((dkc, dvc)))
+                }
+                (Ctx::None, _) => {
+                    attention_bwd(
+                        dqs, dks, dvs, douts, qs, own_k, own_v, outs, lse, sp.t, sp.t, hq, hkv, d,
+                        0, scale,
+                    )?;
+                    Ok(None)
+                }
+                _ => Err(Error::InvalidInput(
+                    "layer_bwd: only in-batch contexts are differentiable".into(),
+                )),
+            }
+        };
+        let several = spans.len() > 1;
+        let ctx_grads: Vec<CtxGrads> = span_rows(dq, spans, qd)?
             .into_par_iter()
             .zip(span_rows(dk, spans, kvd)?)
             .zip(span_rows(dv, spans, kvd)?)
             .zip(spans)
-            .with_min_len(if serial { 1 } else { usize::MAX })
-            .map(
-                |(((dqs, dks), dvs), sp)| -> Result<Option<(Vec<f32>, Vec<f32>)>> {
-                    if sp.t == 0 {
-                        return Ok(None);
-                    }
-                    let attend_bwd = if serial {
-                        attention_bwd_serial
-                    } else {
-                        attention_bwd
-                    };
-                    let (r0, r1) = (sp.off, sp.off + sp.t);
-                    let (douts, qs, outs) = (
-                        &datt[r0 * qd..r1 * qd],
-                        &a.q[r0 * qd..r1 * qd],
-                        &a.att[r0 * qd..r1 * qd],
-                    );
-                    let lse = &a.lse[hq * r0..hq * r1];
-                    let own_k = &a.k[r0 * kvd..r1 * kvd];
-                    let own_v = &a.v[r0 * kvd..r1 * kvd];
-                    match (sp.ctx, self.ctx_kv(sp, spans, &a.k, &a.v)) {
-                        (Ctx::Seg(_), Some((ck, cv))) if sp.pos0 > 0 => {
-                            let kc = [ck, own_k].concat();
-                            let vc = [cv, own_v].concat();
-                            let tk = sp.pos0 + sp.t;
-                            let mut dkc = vec![0.0; tk * kvd];
-                            let mut dvc = vec![0.0; tk * kvd];
-                            attend_bwd(
-                                dqs, &mut dkc, &mut dvc, douts, qs, &kc, &vc, outs, lse, sp.t, tk,
-                                hq, hkv, d, sp.pos0, scale,
-                            )?;
-                            Ok(Some((dkc, dvc)))
-                        }
-                        (Ctx::None, _) => {
-                            attend_bwd(
-                                dqs, dks, dvs, douts, qs, own_k, own_v, outs, lse, sp.t, sp.t, hq,
-                                hkv, d, 0, scale,
-                            )?;
-                            Ok(None)
-                        }
-                        _ => Err(Error::InvalidInput(
-                            "layer_bwd: only in-batch contexts are differentiable".into(),
-                        )),
-                    }
-                },
-            )
+            .with_min_len(if several { 1 } else { usize::MAX })
+            .map(|(((dqs, dks), dvs), sp)| -> Result<CtxGrads> {
+                if several {
+                    on_this_thread(|| attend(sp, dqs, dks, dvs))
+                } else {
+                    attend(sp, dqs, dks, dvs)
+                }
+            })
             .collect::<Result<_>>()?;
         for (sp, grads_kv) in spans.iter().zip(ctx_grads) {
             let (Ctx::Seg(p), Some((dkc, dvc))) = (sp.ctx, grads_kv) else {

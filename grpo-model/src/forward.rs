@@ -12,7 +12,7 @@
 //! states and their target tokens, so a completion's first token (predicted from the prompt's
 //! last row) works in both layouts.
 
-use grpo_kernels::ops::attention::{attention_fwd, attention_fwd_serial};
+use grpo_kernels::ops::attention::{attention_fwd, on_this_thread};
 use grpo_kernels::ops::embedding::embedding_fwd;
 use grpo_kernels::ops::gemm::{linear_rows, matmul};
 use grpo_kernels::ops::logprob::logprob_fwd;
@@ -449,37 +449,39 @@ impl Model {
         let scale = 1.0 / (d as f32).sqrt();
         // One task per span when there are several (each attention call then runs on one
         // thread: same bits, less fork/join than splitting every short sequence).
-        let serial = spans.len() > 1;
+        let several = spans.len() > 1;
         let outs = span_rows(&mut a.att, spans, qd)?;
         let lses = span_rows(&mut a.lse, spans, hq)?;
+        let attend = |sp: &Span<'_>, out: &mut [f32], lse: &mut [f32]| -> Result<()> {
+            if sp.t == 0 {
+                return Ok(());
+            }
+            let (r0, r1) = (sp.off, sp.off + sp.t);
+            let own_k = &k[r0 * kvd..r1 * kvd];
+            let own_v = &v[r0 * kvd..r1 * kvd];
+            let qs = &q[r0 * qd..r1 * qd];
+            match self.ctx_kv(sp, spans, &k, &v) {
+                Some((ck, cv)) if sp.pos0 > 0 => {
+                    let kc = [ck, own_k].concat();
+                    let vc = [cv, own_v].concat();
+                    let tk = sp.pos0 + sp.t;
+                    attention_fwd(out, lse, qs, &kc, &vc, sp.t, tk, hq, hkv, d, sp.pos0, scale)?;
+                }
+                _ => attention_fwd(out, lse, qs, own_k, own_v, sp.t, sp.t, hq, hkv, d, 0, scale)?,
+            }
+            Ok(())
+        };
         spans
             .par_iter()
             .zip(outs)
             .zip(lses)
-            .with_min_len(if serial { 1 } else { usize::MAX })
-            .try_for_each(|((sp, out), lse)| -> Result<()> {
-                if sp.t == 0 {
-                    return Ok(());
-                }
-                let (r0, r1) = (sp.off, sp.off + sp.t);
-                let own_k = &k[r0 * kvd..r1 * kvd];
-                let own_v = &v[r0 * kvd..r1 * kvd];
-                let qs = &q[r0 * qd..r1 * qd];
-                let attend = if serial {
-                    attention_fwd_serial
+            .with_min_len(if several { 1 } else { usize::MAX })
+            .try_for_each(|((sp, out), lse)| {
+                if several {
+                    on_this_thread(|| attend(sp, out, lse))
                 } else {
-                    attention_fwd
-                };
-                match self.ctx_kv(sp, spans, &k, &v) {
-                    Some((ck, cv)) if sp.pos0 > 0 => {
-                        let kc = [ck, own_k].concat();
-                        let vc = [cv, own_v].concat();
-                        let tk = sp.pos0 + sp.t;
-                        attend(out, lse, qs, &kc, &vc, sp.t, tk, hq, hkv, d, sp.pos0, scale)?;
-                    }
-                    _ => attend(out, lse, qs, own_k, own_v, sp.t, sp.t, hq, hkv, d, 0, scale)?,
+                    attend(sp, out, lse)
                 }
-                Ok(())
             })?;
         a.q = q;
         a.k = k;

@@ -317,34 +317,9 @@ fn gemm_floor(
     lm_rows: usize,
     reps: usize,
 ) -> anyhow::Result<(f64, f64)> {
-    let (h, qd, kvd, inter) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
-    // (rows, k, n) of each `y = x · Wᵀ`.
-    let mut shapes = Vec::new();
-    for _ in 0..c.num_layers {
-        for (k, n) in [
-            (h, qd),
-            (h, kvd),
-            (h, kvd),
-            (qd, h),
-            (h, inter),
-            (h, inter),
-            (inter, h),
-        ] {
-            shapes.push((rows, k, n));
-        }
-    }
-    shapes.push((lm_rows, h, c.vocab_size));
-    let biggest = shapes
-        .iter()
-        .map(|&(m, k, n)| m * k.max(n))
-        .max()
-        .unwrap_or(0);
-    let x: Vec<f32> = (0..biggest).map(|i| (i % 13) as f32 * 0.01).collect();
+    let shapes = product_shapes(c, rows, lm_rows);
+    let (x, w, mut y) = operands(&shapes);
     let dy = x.clone();
-    let w: Vec<f32> = (0..shapes.iter().map(|&(_, k, n)| k * n).max().unwrap_or(0))
-        .map(|i| (i % 7) as f32 * 0.01)
-        .collect();
-    let mut y = vec![0.0f32; biggest];
     let mut dw = vec![0.0f32; w.len()];
     let (s, _) = time_runs(reps, || {
         for &(m, k, n) in &shapes {
@@ -384,8 +359,68 @@ fn gemm_floor(
         }
         Ok(())
     })?;
-    let flop: usize = shapes.iter().map(|&(m, k, n)| 3 * 2 * m * k * n).sum();
-    Ok((s, flop as f64 / 1e9))
+    Ok((s, gflop(&shapes, 3)))
+}
+
+/// The linear products of `steps` decode steps of `rows` rows (every layer's projections and
+/// the LM head) on the generation engine's row-invariant kernel ([`linear_rows`]). Returns
+/// (median seconds, GFLOP).
+fn decode_floor(
+    c: &ModelConfig,
+    rows: usize,
+    steps: usize,
+    reps: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let shapes = product_shapes(c, rows, rows);
+    let (x, w, mut y) = operands(&shapes);
+    let (s, _) = time_runs(reps, || {
+        for _ in 0..steps {
+            for &(m, k, n) in &shapes {
+                linear_rows(&mut y[..m * n], &x[..m * k], &w[..n * k], m, k, n, false)?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok((s, steps as f64 * gflop(&shapes, 1)))
+}
+
+/// `(rows, k, n)` of every `y = x · Wᵀ` of a forward: each layer's q, k, v, o, gate, up and
+/// down projections over `rows` tokens, then the LM head over `lm_rows`.
+fn product_shapes(c: &ModelConfig, rows: usize, lm_rows: usize) -> Vec<(usize, usize, usize)> {
+    let (h, qd, kvd, inter) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
+    let layer = [
+        (h, qd),
+        (h, kvd),
+        (h, kvd),
+        (qd, h),
+        (h, inter),
+        (h, inter),
+        (inter, h),
+    ];
+    let mut shapes: Vec<_> = (0..c.num_layers)
+        .flat_map(|_| layer.map(|(k, n)| (rows, k, n)))
+        .collect();
+    shapes.push((lm_rows, h, c.vocab_size));
+    shapes
+}
+
+/// Input, weight and output buffers large enough for every shape (either way round).
+fn operands(shapes: &[(usize, usize, usize)]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let rows_max = shapes
+        .iter()
+        .map(|&(m, k, n)| m * k.max(n))
+        .max()
+        .unwrap_or(0);
+    let w_max = shapes.iter().map(|&(_, k, n)| k * n).max().unwrap_or(0);
+    let x = (0..rows_max).map(|i| (i % 13) as f32 * 0.01).collect();
+    let w = (0..w_max).map(|i| (i % 7) as f32 * 0.01).collect();
+    (x, w, vec![0.0; rows_max])
+}
+
+/// GFLOP of `passes` products of each shape.
+fn gflop(shapes: &[(usize, usize, usize)], passes: usize) -> f64 {
+    let flop: usize = shapes.iter().map(|&(m, k, n)| passes * 2 * m * k * n).sum();
+    flop as f64 / 1e9
 }
 
 fn score_bench(args: &Args) -> anyhow::Result<Value> {
@@ -513,55 +548,6 @@ fn e2e_bench(args: &Args) -> anyhow::Result<Value> {
         "gemm_only_s": train_gemm + decode_gemm, "train_gemm_s": train_gemm,
         "decode_gemm_s": decode_gemm, "gemm_gflop": train_gf + decode_gf,
     }))
-}
-
-/// The linear products of `steps` decode steps of `rows` rows (every layer's projections and
-/// the LM head) on the generation engine's row-invariant kernel ([`linear_rows`]). Returns
-/// (median seconds, GFLOP).
-fn decode_floor(
-    c: &ModelConfig,
-    rows: usize,
-    steps: usize,
-    reps: usize,
-) -> anyhow::Result<(f64, f64)> {
-    let (h, qd, kvd, inter) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
-    let mut shapes = Vec::new();
-    for _ in 0..c.num_layers {
-        shapes.extend([
-            (h, qd),
-            (h, kvd),
-            (h, kvd),
-            (qd, h),
-            (h, inter),
-            (h, inter),
-            (inter, h),
-        ]);
-    }
-    shapes.push((h, c.vocab_size));
-    let widest = shapes.iter().map(|&(k, n)| k.max(n)).max().unwrap_or(0);
-    let x: Vec<f32> = (0..rows * widest).map(|i| (i % 13) as f32 * 0.01).collect();
-    let w: Vec<f32> = (0..shapes.iter().map(|&(k, n)| k * n).max().unwrap_or(0))
-        .map(|i| (i % 7) as f32 * 0.01)
-        .collect();
-    let mut y = vec![0.0f32; rows * widest];
-    let (s, _) = time_runs(reps, || {
-        for _ in 0..steps {
-            for &(k, n) in &shapes {
-                linear_rows(
-                    &mut y[..rows * n],
-                    &x[..rows * k],
-                    &w[..n * k],
-                    rows,
-                    k,
-                    n,
-                    false,
-                )?;
-            }
-        }
-        Ok(())
-    })?;
-    let flop: usize = shapes.iter().map(|&(k, n)| steps * 2 * rows * k * n).sum();
-    Ok((s, flop as f64 / 1e9))
 }
 
 /// Decimal digits of `x` as token ids 0..10.

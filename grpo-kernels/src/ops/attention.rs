@@ -21,9 +21,9 @@
 //!   a shared prompt's KV gradients can collect contributions from several completions.
 //!
 //! CPU strategy: parallel over (query head, block of 64 queries) in the forward and over query
-//! heads in the backward (rayon); [`attention_fwd_serial`] / [`attention_bwd_serial`] run the
-//! same items on the calling thread, with the same bits, for callers that parallelise over
-//! sequences (the model's training forward and backward run one task per sequence); the score block `[64, keys]` is computed with the `gemm`
+//! heads in the backward (rayon); inside [`on_this_thread`] the same items run on the calling
+//! thread, with the same bits, for callers that parallelise over sequences (the model's
+//! forward and backward run one task per sequence); the score block `[64, keys]` is computed with the `gemm`
 //! crate and normalised with a numerically stable softmax whose `lse` is saved, so the
 //! backward recomputes probabilities as `exp(score − lse)` (flash-attention style). Extra
 //! memory: the forward holds one `[64, tk]` score block per task plus a head-major copy of
@@ -190,28 +190,33 @@ pub fn attention_fwd(
     scale: f32,
 ) -> Result<()> {
     let dims = Dims::check("attention_fwd", tq, tk, hq, hkv, d, q_offset, scale)?;
-    fwd(out, lse, q, k, v, &dims, 1)
+    fwd(out, lse, q, k, v, &dims, min_len())
 }
 
-/// [`attention_fwd`] on the calling thread only, with the same result bit for bit: for
-/// callers that already run many sequences in parallel (one task per sequence beats
-/// splitting each small sequence across the pool).
-pub fn attention_fwd_serial(
-    out: &mut [f32],
-    lse: &mut [f32],
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    tq: usize,
-    tk: usize,
-    hq: usize,
-    hkv: usize,
-    d: usize,
-    q_offset: usize,
-    scale: f32,
-) -> Result<()> {
-    let dims = Dims::check("attention_fwd", tq, tk, hq, hkv, d, q_offset, scale)?;
-    fwd(out, lse, q, k, v, &dims, usize::MAX)
+thread_local! {
+    /// Set by [`on_this_thread`].
+    static ON_THIS_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every [`attention_fwd`] / [`attention_bwd`] call it makes on this thread
+/// computed on this thread alone, with the same bits as the parallel split: for callers that
+/// already run many short sequences in parallel (one task per sequence beats splitting
+/// each one across the pool).
+pub fn on_this_thread<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ON_THIS_THREAD.set(self.0);
+        }
+    }
+    let _restore = Restore(ON_THIS_THREAD.replace(true));
+    f()
+}
+
+/// Rayon's minimum items per task for the calling thread: 1 (split freely) or `usize::MAX`
+/// (one task, run here) inside [`on_this_thread`].
+fn min_len() -> usize {
+    if ON_THIS_THREAD.get() { usize::MAX } else { 1 }
 }
 
 /// The forward; `min_len` is rayon's minimum items per task (`usize::MAX`: one task, run
@@ -324,31 +329,7 @@ pub fn attention_bwd(
     scale: f32,
 ) -> Result<()> {
     let dims = Dims::check("attention_bwd", tq, tk, hq, hkv, d, q_offset, scale)?;
-    bwd(dq, dk, dv, dout, q, k, v, out, lse, &dims, 1)
-}
-
-/// [`attention_bwd`] on the calling thread only, with the same result bit for bit (see
-/// [`attention_fwd_serial`]).
-pub fn attention_bwd_serial(
-    dq: &mut [f32],
-    dk: &mut [f32],
-    dv: &mut [f32],
-    dout: &[f32],
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    out: &[f32],
-    lse: &[f32],
-    tq: usize,
-    tk: usize,
-    hq: usize,
-    hkv: usize,
-    d: usize,
-    q_offset: usize,
-    scale: f32,
-) -> Result<()> {
-    let dims = Dims::check("attention_bwd", tq, tk, hq, hkv, d, q_offset, scale)?;
-    bwd(dq, dk, dv, dout, q, k, v, out, lse, &dims, usize::MAX)
+    bwd(dq, dk, dv, dout, q, k, v, out, lse, &dims, min_len())
 }
 
 /// The backward; `min_len` as in [`fwd`].

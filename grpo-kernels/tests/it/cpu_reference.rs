@@ -161,9 +161,9 @@ fn attention_decode_equals_last_row_of_full() {
 }
 
 #[test]
-fn serial_attention_equals_the_parallel_one_bit_for_bit() {
-    // Several query blocks (BQ = 64), a prefix offset and GQA: the `_serial` variants run
-    // the same per-(head, block) computations on one thread, so every bit must agree.
+fn attention_on_this_thread_equals_the_parallel_split_bit_for_bit() {
+    // Several query blocks (BQ = 64), a prefix offset and GQA: `on_this_thread` runs the
+    // same per-(head, block) computations on one thread, so every bit must agree.
     let (tq, tk, hq, hkv, d) = (150, 170, 6, 2, 16);
     let q_offset = tk - tq;
     let mut g = rng(7);
@@ -172,40 +172,30 @@ fn serial_attention_equals_the_parallel_one_bit_for_bit() {
     let v = randv(&mut g, tk * hkv * d, 1.0);
     let dout = randv(&mut g, tq * hq * d, 1.0);
     let dk0 = randv(&mut g, k.len(), 1.0);
-    let run = |serial: bool| {
+    let run = || {
         let mut out = vec![0.0f32; tq * hq * d];
         let mut lse = vec![0.0f32; hq * tq];
-        let fwd = if serial {
-            attention::attention_fwd_serial
-        } else {
-            attention::attention_fwd
-        };
-        fwd(
+        attention::attention_fwd(
             &mut out, &mut lse, &q, &k, &v, tq, tk, hq, hkv, d, q_offset, 0.25,
         )
         .unwrap();
         let mut dq = vec![f32::NAN; q.len()];
         let (mut dk, mut dv) = (dk0.clone(), dk0.clone());
-        let bwd = if serial {
-            attention::attention_bwd_serial
-        } else {
-            attention::attention_bwd
-        };
-        bwd(
+        attention::attention_bwd(
             &mut dq, &mut dk, &mut dv, &dout, &q, &k, &v, &out, &lse, tq, tk, hq, hkv, d, q_offset,
             0.25,
         )
         .unwrap();
         [out, lse, dq, dk, dv].map(|x| x.iter().map(|f| f.to_bits()).collect::<Vec<_>>())
     };
-    let (par, ser) = (run(false), run(true));
+    let (par, ser) = (run(), attention::on_this_thread(run));
     for (name, (a, b)) in ["out", "lse", "dq", "dk", "dv"]
         .iter()
         .zip(par.iter().zip(&ser))
     {
         assert_eq!(
             a, b,
-            "{name} differs between the serial and parallel attention"
+            "{name} differs between one thread and the parallel split"
         );
     }
 }
