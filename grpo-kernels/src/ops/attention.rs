@@ -23,8 +23,8 @@
 //! CPU strategy: parallel over (query head, block of 64 queries) in the forward and over query
 //! heads in the backward (rayon); inside [`on_this_thread`] the same items run on the calling
 //! thread, with the same bits, for callers that parallelise over sequences (the model's
-//! forward and backward run one task per sequence); the score block `[64, keys]` is computed with the `gemm`
-//! crate and normalised with a numerically stable softmax whose `lse` is saved, so the
+//! forward and backward run one task per sequence). The score block `[64, keys]` is computed
+//! with the `gemm` crate and normalised with a numerically stable softmax whose `lse` is saved, so the
 //! backward recomputes probabilities as `exp(score − lse)` (flash-attention style). Extra
 //! memory: the forward holds one `[64, tk]` score block per task plus a head-major copy of
 //! the output; the backward holds per-query-head partial `dK`/`dV` of `[q_offset + tq, d]`
@@ -173,26 +173,6 @@ fn mat_ref_t(data: &[f32], rows: usize, cols: usize) -> MatRef<'_> {
     }
 }
 
-/// Causal GQA attention forward; see the module contract. Parallel over (query head, query
-/// block).
-pub fn attention_fwd(
-    out: &mut [f32],
-    lse: &mut [f32],
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    tq: usize,
-    tk: usize,
-    hq: usize,
-    hkv: usize,
-    d: usize,
-    q_offset: usize,
-    scale: f32,
-) -> Result<()> {
-    let dims = Dims::check("attention_fwd", tq, tk, hq, hkv, d, q_offset, scale)?;
-    fwd(out, lse, q, k, v, &dims, min_len())
-}
-
 thread_local! {
     /// Set by [`on_this_thread`].
     static ON_THIS_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -219,27 +199,25 @@ fn min_len() -> usize {
     if ON_THIS_THREAD.get() { usize::MAX } else { 1 }
 }
 
-/// The forward; `min_len` is rayon's minimum items per task (`usize::MAX`: one task, run
-/// on the calling thread).
-fn fwd(
+/// Causal GQA attention forward; see the module contract. Parallel over (query head, query
+/// block).
+pub fn attention_fwd(
     out: &mut [f32],
     lse: &mut [f32],
     q: &[f32],
     k: &[f32],
     v: &[f32],
-    dims: &Dims,
-    min_len: usize,
+    tq: usize,
+    tk: usize,
+    hq: usize,
+    hkv: usize,
+    d: usize,
+    q_offset: usize,
+    scale: f32,
 ) -> Result<()> {
     const OP: &str = "attention_fwd";
-    let Dims {
-        tq,
-        tk,
-        hq,
-        hkv,
-        d,
-        scale,
-        ..
-    } = *dims;
+    let dims = &Dims::check(OP, tq, tk, hq, hkv, d, q_offset, scale)?;
+    let min_len = min_len();
     let nq = checked_size(OP, "q", &[tq, hq, d])?;
     let nk = checked_size(OP, "k", &[tk, hkv, d])?;
     check_len(OP, "out", out.len(), nq)?;
@@ -328,28 +306,9 @@ pub fn attention_bwd(
     q_offset: usize,
     scale: f32,
 ) -> Result<()> {
-    let dims = Dims::check("attention_bwd", tq, tk, hq, hkv, d, q_offset, scale)?;
-    bwd(dq, dk, dv, dout, q, k, v, out, lse, &dims, min_len())
-}
-
-/// The backward; `min_len` as in [`fwd`].
-fn bwd(
-    dq: &mut [f32],
-    dk: &mut [f32],
-    dv: &mut [f32],
-    dout: &[f32],
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    out: &[f32],
-    lse: &[f32],
-    dims: &Dims,
-    min_len: usize,
-) -> Result<()> {
     const OP: &str = "attention_bwd";
-    let Dims {
-        tq, tk, hq, hkv, d, ..
-    } = *dims;
+    let dims = &Dims::check(OP, tq, tk, hq, hkv, d, q_offset, scale)?;
+    let min_len = min_len();
     let nq = checked_size(OP, "q", &[tq, hq, d])?;
     let nk = checked_size(OP, "k", &[tk, hkv, d])?;
     check_len(OP, "dq", dq.len(), nq)?;
