@@ -794,3 +794,35 @@ impl Model {
         self.run_jobs(&acts, &mut jobs, ForwardOptions::default().vocab_chunk)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(off: usize, t: usize) -> Span<'static> {
+        Span {
+            off,
+            t,
+            pos0: 0,
+            ctx: Ctx::None,
+        }
+    }
+
+    #[test]
+    fn span_rows_cuts_consecutive_spans_and_rejects_gaps() {
+        let mut buf: Vec<u32> = (0..12).collect();
+        let parts = span_rows(&mut buf, &[span(0, 1), span(1, 0), span(1, 3)], 3).unwrap();
+        let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+        assert_eq!(lens, [3, 0, 9]);
+        assert_eq!(parts[2][0], 3);
+        // A gap, an overlap, too many rows, too few rows.
+        for spans in [
+            vec![span(0, 1), span(2, 2)],
+            vec![span(0, 2), span(1, 2)],
+            vec![span(0, 5)],
+            vec![span(0, 3)],
+        ] {
+            assert!(span_rows(&mut buf, &spans, 3).is_err(), "{:?}", spans.len());
+        }
+    }
+}
