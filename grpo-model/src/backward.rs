@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::forward::{
-    Activations, Ctx, FwdScratch, Gemm, Job, LayerActs, Span, scratch, span_rows,
+    Activations, Ctx, FwdScratch, Gemm, Job, LayerActs, Span, scratch, span_rows, task_per_span,
 };
 use crate::model::Model;
 
@@ -166,10 +166,10 @@ impl Model {
         // dq is overwritten span by span (the spans cover every row); dk/dv accumulate.
         dk.fill(0.0);
         dv.fill(0.0);
-        // Spans in parallel, one task each when there are several (every attention call then
-        // runs on one thread). A span without context accumulates into its own dk/dv rows; a
-        // completion on a shared prompt returns the gradient of its whole context, added
-        // below in span order so the sums do not depend on scheduling.
+        // Spans in parallel, one task each when there are many ([`task_per_span`]). A span
+        // without context accumulates into its own dk/dv rows; a completion on a shared prompt
+        // returns the gradient of its whole context, added below in span order so the sums do
+        // not depend on scheduling.
         type CtxGrads = Option<(Vec<f32>, Vec<f32>)>;
         let attend = |sp: &Span<'_>, dqs: &mut [f32], dks: &mut [f32], dvs: &mut [f32]| {
             if sp.t == 0 {
@@ -209,7 +209,7 @@ impl Model {
                 )),
             }
         };
-        let several = spans.len() > 1;
+        let several = task_per_span(spans);
         let ctx_grads: Vec<CtxGrads> = span_rows(dq, spans, qd)?
             .into_par_iter()
             .zip(span_rows(dk, spans, kvd)?)

@@ -234,6 +234,14 @@ impl Activations {
     }
 }
 
+/// Whether attention runs as one task per span, each call on one thread (same bits, less
+/// fork/join than splitting every short sequence across the pool), rather than span after
+/// span with each call split across the pool: when there are enough spans to balance the
+/// pool, so a few long prompts keep the per-call split.
+pub(crate) fn task_per_span(spans: &[Span<'_>]) -> bool {
+    spans.len() >= 4 * rayon::current_num_threads()
+}
+
 /// `buf` (`[N, width]`, the rows of `spans` stacked in order) cut into one mutable slice per
 /// span. Errors if the spans are not consecutive from row 0 or do not cover `buf` exactly.
 pub(crate) fn span_rows<'b, T>(
@@ -447,9 +455,7 @@ impl Model {
         a.att = vec![0.0; t * qd];
         a.lse = vec![0.0; hq * t];
         let scale = 1.0 / (d as f32).sqrt();
-        // One task per span when there are several (each attention call then runs on one
-        // thread: same bits, less fork/join than splitting every short sequence).
-        let several = spans.len() > 1;
+        let several = task_per_span(spans);
         let outs = span_rows(&mut a.att, spans, qd)?;
         let lses = span_rows(&mut a.lse, spans, hq)?;
         let attend = |sp: &Span<'_>, out: &mut [f32], lse: &mut [f32]| -> Result<()> {
