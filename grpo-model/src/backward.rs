@@ -209,15 +209,15 @@ impl Model {
                 )),
             }
         };
-        let several = task_per_span(spans);
+        let per_span = task_per_span(spans);
         let ctx_grads: Vec<CtxGrads> = span_rows(dq, spans, qd)?
             .into_par_iter()
             .zip(span_rows(dk, spans, kvd)?)
             .zip(span_rows(dv, spans, kvd)?)
             .zip(spans)
-            .with_min_len(if several { 1 } else { usize::MAX })
+            .with_min_len(if per_span { 1 } else { usize::MAX })
             .map(|(((dqs, dks), dvs), sp)| -> Result<CtxGrads> {
-                if several {
+                if per_span {
                     on_this_thread(|| attend(sp, dqs, dks, dvs))
                 } else {
                     attend(sp, dqs, dks, dvs)

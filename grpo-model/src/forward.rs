@@ -455,7 +455,7 @@ impl Model {
         a.att = vec![0.0; t * qd];
         a.lse = vec![0.0; hq * t];
         let scale = 1.0 / (d as f32).sqrt();
-        let several = task_per_span(spans);
+        let per_span = task_per_span(spans);
         let outs = span_rows(&mut a.att, spans, qd)?;
         let lses = span_rows(&mut a.lse, spans, hq)?;
         let attend = |sp: &Span<'_>, out: &mut [f32], lse: &mut [f32]| -> Result<()> {
@@ -481,9 +481,9 @@ impl Model {
             .par_iter()
             .zip(outs)
             .zip(lses)
-            .with_min_len(if several { 1 } else { usize::MAX })
+            .with_min_len(if per_span { 1 } else { usize::MAX })
             .try_for_each(|((sp, out), lse)| {
-                if several {
+                if per_span {
                     on_this_thread(|| attend(sp, out, lse))
                 } else {
                     attend(sp, out, lse)

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use grpo_model::{Arch, Model, ModelConfig, SeqInput};
+use grpo_model::{Model, SeqInput};
 use grpo_rollout::model::ModelLm;
 use grpo_rollout::{Engine, EngineConfig, GenerateStats, Request, SamplingParams};
 
@@ -131,23 +131,7 @@ fn sampled_logprobs_agree_with_scoring_and_the_prompt_is_prefilled_once() {
 fn samples_are_bitwise_identical_alone_and_in_a_large_batch() {
     // The fixtures, plus a model with the default run's shapes (its weights are large enough
     // for the tiled few-row matmul path, which the fixtures' are not).
-    let config = ModelConfig {
-        arch: Arch::Qwen2,
-        vocab_size: 512,
-        hidden_size: 256,
-        intermediate_size: 704,
-        num_layers: 2,
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: 64,
-        max_position_embeddings: 256,
-        rms_norm_eps: 1e-6,
-        rope_theta: 10000.0,
-        tie_word_embeddings: true,
-        bos_token_id: None,
-        eos_token_ids: vec![2],
-        pad_token_id: None,
-    };
+    let config = crate::qwen2_config(512, 256, 704, 64, 256);
     let mut all: Vec<(String, Model)> = models().into_iter().map(|(n, m, _)| (n, m)).collect();
     all.push(("random-d256".into(), Model::new_random(config, 5).unwrap()));
     for (name, model) in all {

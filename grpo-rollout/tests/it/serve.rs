@@ -9,8 +9,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request as HttpRequest, StatusCode};
+use grpo_model::Model;
 use grpo_model::tokenizer::{Tokenizer, build_char_tokenizer};
-use grpo_model::{Arch, Model, ModelConfig};
 use grpo_rollout::model::ModelLm;
 use grpo_rollout::serve::{Codec, OwnedModelLm, Server, ServerConfig, TokenizerCodec};
 use grpo_rollout::{Detokenizer, Engine, EngineConfig, GenerateStats, Request, SamplingParams};
@@ -38,24 +38,8 @@ fn tokenizer() -> Tokenizer {
 
 fn model() -> Model {
     let vocab = tokenizer().vocab_size();
-    let config = ModelConfig {
-        arch: Arch::Qwen2,
-        vocab_size: vocab,
-        hidden_size: 32,
-        intermediate_size: 64,
-        num_layers: 2,
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: 8,
-        max_position_embeddings: CONTEXT,
-        rms_norm_eps: 1e-6,
-        rope_theta: 10000.0,
-        tie_word_embeddings: true,
-        bos_token_id: None,
-        // The end-of-turn token; the tokenizer adds it as a stop id too.
-        eos_token_ids: vec![2],
-        pad_token_id: None,
-    };
+    // End-of-turn token 2; the tokenizer adds it as a stop id too.
+    let config = crate::qwen2_config(vocab, 32, 64, 8, CONTEXT);
     Model::new_random(config, 11).unwrap()
 }
 
