@@ -133,11 +133,11 @@ impl Task for ArithmeticTask {
             ops[r.random_range(0..ops.len())]
         };
         // The larger operand has exactly d digits (d = 1 allows 0..=9).
-        let lo = if d == 1 { 0 } else { 10u128.pow(d - 1) };
-        let mut a = r.random_range(lo..10u128.pow(d));
+        let d_digits = (if d == 1 { 0 } else { 10u128.pow(d - 1) })..10u128.pow(d);
+        let mut a = r.random_range(d_digits.clone());
         let mut b = match op {
             '*' => draw_digits(&mut r, if d < 3 { 1 } else { d / 2 }),
-            _ if self.equal_digits => r.random_range(lo..10u128.pow(d)),
+            _ if self.equal_digits => r.random_range(d_digits),
             _ => {
                 let db = r.random_range(1..=d);
                 draw_digits(&mut r, db)
