@@ -20,25 +20,29 @@
 //! - [`attention_bwd`]: `dq` is **overwritten**; `dk` and `dv` are **accumulated** (`+=`), so
 //!   a shared prompt's KV gradients can collect contributions from several completions.
 //!
-//! CPU strategy: parallel over (query head, block of 64 queries) in the forward and over query
-//! heads in the backward (rayon); inside [`on_this_thread`] the same items run on the calling
-//! thread, with the same bits, for callers that parallelise over sequences (the model's
-//! forward and backward run one task per sequence). The score block `[64, keys]` is computed
-//! with the `gemm` crate and normalised with a numerically stable softmax whose `lse` is saved, so the
-//! backward recomputes probabilities as `exp(score − lse)` (flash-attention style). Extra
-//! memory: the forward holds one `[64, tk]` score block per task plus a head-major copy of
-//! the output; the backward holds per-query-head partial `dK`/`dV` of `[q_offset + tq, d]`
-//! each (`2 · hq · tk · d` floats), reduced into `dk`/`dv` at the end.
+//! CPU strategy: one work item per (KV head, block of queries). An item stacks the rows of
+//! every query head that shares its KV head (`group = hq / hkv` heads, row `i · group +
+//! head`), so each `gemm` call covers the whole group: the score block is
+//! `[bq · group, keys]` with `bq · group` about [`BLOCK_ROWS`], and in the backward the
+//! products `Pᵀ·dO` and `dSᵀ·Q` sum the group's heads into the shared `dV`/`dK` directly.
+//! Items run in parallel on rayon's pool; inside [`on_this_thread`] the same items run on the
+//! calling thread, with the same bits, for callers that parallelise over sequences (the
+//! model's forward and backward run one task per sequence). Scores are normalised with a
+//! numerically stable softmax whose `lse` is saved, so the backward recomputes
+//! probabilities as `exp(score − lse)` (flash-attention style). Extra memory per item: the
+//! stacked queries (and output gradients), one or two `[bq · group, keys]` score blocks, and
+//! in the backward a partial `dK`/`dV` of `[keys, d]` each, summed into `dk`/`dv` in item
+//! order at the end (so the sums do not depend on scheduling).
 
 use super::gemm::{MatMut, MatRef, gemm_strided};
-use super::math;
+use super::math::{self, multiversion};
 use crate::Result;
 use crate::error::{check_len, checked_size, invalid};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-/// Queries per block in the score computation.
-const BQ: usize = 64;
+/// Stacked score rows (queries × the query heads of one KV group) per block.
+const BLOCK_ROWS: usize = 256;
 
 /// Validated dimensions of one attention call.
 #[derive(Clone, Copy)]
@@ -94,8 +98,25 @@ impl Dims {
         })
     }
 
+    /// Query heads per KV head.
     fn group(&self) -> usize {
         self.hq / self.hkv
+    }
+
+    /// Queries per block: each block stacks `bq · group` score rows.
+    fn bq(&self) -> usize {
+        (BLOCK_ROWS / self.group()).max(1)
+    }
+
+    /// Query blocks.
+    fn nqb(&self) -> usize {
+        self.tq.div_ceil(self.bq())
+    }
+
+    /// (First query, queries) of block `qb`.
+    fn block(&self, qb: usize) -> (usize, usize) {
+        let i0 = qb * self.bq();
+        (i0, self.bq().min(self.tq - i0))
     }
 
     /// Keys visible to any query of the block starting at `i0` with `bq` rows.
@@ -103,14 +124,23 @@ impl Dims {
         (self.q_offset + i0 + bq).min(self.tk)
     }
 
-    fn q_view<'a>(&self, q: &'a [f32], h: usize, i0: usize, bq: usize) -> MatRef<'a> {
-        MatRef {
-            data: q,
-            offset: (i0 * self.hq + h) * self.d,
-            rows: bq,
-            cols: self.d,
-            rs: self.hq * self.d,
-            cs: 1,
+    /// Keys allowed to stacked row `r` of the block starting at query `i0`.
+    fn limit(&self, i0: usize, r: usize) -> usize {
+        self.q_offset + i0 + r / self.group() + 1
+    }
+
+    /// Offset in a `[tq, hq, d]` buffer of query `i`'s heads of KV group `g`.
+    fn row_off(&self, i: usize, g: usize) -> usize {
+        (i * self.hq + g * self.group()) * self.d
+    }
+
+    /// Copies the heads of KV group `g` for queries `i0..i0 + bq` of `src` (`[tq, hq, d]`)
+    /// into `dst` (`[bq · group, d]`, stacked row `i · group + head`).
+    fn pack(&self, dst: &mut [f32], src: &[f32], g: usize, i0: usize, bq: usize) {
+        let w = self.group() * self.d;
+        for (i, row) in dst.chunks_exact_mut(w).take(bq).enumerate() {
+            let o = self.row_off(i0 + i, g);
+            row.copy_from_slice(&src[o..o + w]);
         }
     }
 
@@ -137,6 +167,134 @@ impl Dims {
             cs: 1,
         }
     }
+
+    /// Scatters per-item stacked rows (`items[g · nqb + qb]`, `[bq · group, d]` each) back
+    /// into `dst` (`[tq, hq, d]`), parallel over queries.
+    fn unpack_all<T: Sync>(
+        &self,
+        dst: &mut [f32],
+        items: &[T],
+        pick: impl Fn(&T) -> &[f32] + Sync,
+        min_len: usize,
+    ) {
+        let (nqb, bq, w) = (self.nqb(), self.bq(), self.group() * self.d);
+        dst.par_chunks_mut(self.hq * self.d)
+            .enumerate()
+            .with_min_len(min_len.max(16))
+            .for_each(|(i, row)| {
+                let (qb, il) = (i / bq, i % bq);
+                for (g, part) in row.chunks_exact_mut(w).enumerate() {
+                    part.copy_from_slice(&pick(&items[g * nqb + qb])[il * w..(il + 1) * w]);
+                }
+            });
+    }
+}
+
+/// Row stride of a score block with `kv_len` keys: whole 16-float chunks, so the softmax
+/// loops below never run a scalar tail.
+fn padded(kv_len: usize) -> usize {
+    kv_len.next_multiple_of(CHUNK)
+}
+
+/// Vector width the score loops are written for (one AVX-512 register).
+const CHUNK: usize = 16;
+
+multiversion! {
+/// Softmax of the score block `s` (`rows` rows of stride `stride`, a multiple of
+/// [`CHUNK`]) in place, unnormalised: row `r` keeps keys `0..limit0 + r / per`, set to
+/// `e^(score − max)`; every other column becomes 0. Writes each row's `1 / Σ` to `inv` and
+/// its log-sum-exp to `lse`.
+fn softmax_block(
+    s: &mut [f32],
+    stride: usize,
+    limit0: usize,
+    per: usize,
+    inv: &mut [f32],
+    lse: &mut [f32],
+) {
+    for (r, row) in s.chunks_exact_mut(stride).enumerate() {
+        let limit = limit0 + r / per;
+        let end = limit.next_multiple_of(CHUNK).min(stride);
+        let (live, rest) = row.split_at_mut(end);
+        live[limit..].fill(f32::NEG_INFINITY);
+        rest.fill(0.0);
+        let mut mx = [f32::NEG_INFINITY; CHUNK];
+        for c in live.chunks_exact(CHUNK) {
+            for l in 0..CHUNK {
+                mx[l] = if c[l] > mx[l] { c[l] } else { mx[l] };
+            }
+        }
+        let m = lanes_max(mx);
+        let mut acc = [0.0f32; CHUNK];
+        for c in live.chunks_exact_mut(CHUNK) {
+            for l in 0..CHUNK {
+                let e = math::exp(c[l] - m);
+                c[l] = e;
+                acc[l] += e;
+            }
+        }
+        let sum = lanes_sum(acc);
+        inv[r] = 1.0 / sum;
+        lse[r] = m + sum.ln();
+    }
+}
+}
+
+multiversion! {
+/// Backward probabilities in place: row `r` of `s` (stride a multiple of [`CHUNK`]) keeps
+/// keys `0..limit0 + r / per` as `e^(score − lse[r])`; every other column becomes 0.
+fn probs_block(s: &mut [f32], stride: usize, limit0: usize, per: usize, lse: &[f32]) {
+    for (r, row) in s.chunks_exact_mut(stride).enumerate() {
+        let limit = limit0 + r / per;
+        let end = limit.next_multiple_of(CHUNK).min(stride);
+        let (live, rest) = row.split_at_mut(end);
+        live[limit..].fill(f32::NEG_INFINITY);
+        rest.fill(0.0);
+        let l0 = lse[r];
+        for c in live.chunks_exact_mut(CHUNK) {
+            for l in 0..CHUNK {
+                c[l] = math::exp(c[l] - l0);
+            }
+        }
+    }
+}
+}
+
+multiversion! {
+/// Softmax backward over a block: `dp = p · (dp − delta[row])` (rows of `stride` floats).
+fn softmax_grad_block(dp: &mut [f32], p: &[f32], stride: usize, delta: &[f32]) {
+    for ((dr, pr), &dl) in dp.chunks_exact_mut(stride).zip(p.chunks_exact(stride)).zip(delta) {
+        for (x, &pv) in dr.iter_mut().zip(pr) {
+            *x = pv * (*x - dl);
+        }
+    }
+}
+}
+
+/// Largest of the lanes.
+#[inline(always)]
+fn lanes_max(mut v: [f32; CHUNK]) -> f32 {
+    let mut w = CHUNK / 2;
+    while w > 0 {
+        for l in 0..w {
+            v[l] = if v[l + w] > v[l] { v[l + w] } else { v[l] };
+        }
+        w /= 2;
+    }
+    v[0]
+}
+
+/// Sum of the lanes as a tree (`l + (l + 8)` first).
+#[inline(always)]
+fn lanes_sum(mut v: [f32; CHUNK]) -> f32 {
+    let mut w = CHUNK / 2;
+    while w > 0 {
+        for l in 0..w {
+            v[l] += v[l + w];
+        }
+        w /= 2;
+    }
+    v[0]
 }
 
 fn mat_mut(data: &mut [f32], rows: usize, cols: usize) -> MatMut<'_> {
@@ -161,15 +319,27 @@ fn mat_ref(data: &[f32], rows: usize, cols: usize) -> MatRef<'_> {
     }
 }
 
-/// `[rows, cols]` row-major buffer seen transposed as `[cols, rows]`.
-fn mat_ref_t(data: &[f32], rows: usize, cols: usize) -> MatRef<'_> {
+/// The first `cols` columns of a row-major buffer with row stride `stride`.
+fn strided_ref(data: &[f32], rows: usize, cols: usize, stride: usize) -> MatRef<'_> {
     MatRef {
         data,
         offset: 0,
-        rows: cols,
-        cols: rows,
-        rs: 1,
-        cs: cols,
+        rows,
+        cols,
+        rs: stride,
+        cs: 1,
+    }
+}
+
+/// See [`strided_ref`].
+fn strided_mut(data: &mut [f32], rows: usize, cols: usize, stride: usize) -> MatMut<'_> {
+    MatMut {
+        data,
+        offset: 0,
+        rows,
+        cols,
+        rs: stride,
+        cs: 1,
     }
 }
 
@@ -228,62 +398,70 @@ pub fn attention_fwd(
     if tq == 0 {
         return Ok(());
     }
-    let nqb = tq.div_ceil(BQ);
-    // Head-major scratch, padded to whole blocks so every (head, block) item owns one chunk.
-    let mut o_tmp = vec![0.0f32; hq * nqb * BQ * d];
-    let mut lse_tmp = vec![0.0f32; hq * nqb * BQ];
-    o_tmp
-        .par_chunks_mut(BQ * d)
-        .zip(lse_tmp.par_chunks_mut(BQ))
-        .enumerate()
+    let (nqb, group) = (dims.nqb(), dims.group());
+    // One item per (KV group, query block): its query heads' rows stacked into one score
+    // block, so each product covers `group` heads at once.
+    let items: Vec<(Vec<f32>, Vec<f32>)> = (0..hkv * nqb)
+        .into_par_iter()
         .with_min_len(min_len)
-        .try_for_each(|(item, (o_blk, lse_blk))| -> Result<()> {
-            let (h, qb) = (item / nqb, item % nqb);
-            let i0 = qb * BQ;
-            let bq = BQ.min(tq - i0);
-            let kv_len = dims.kv_len(i0, bq);
-            let g = h / dims.group();
-            let mut s = vec![0.0f32; bq * kv_len];
-            gemm_strided(
-                mat_mut(&mut s, bq, kv_len),
-                dims.q_view(q, h, i0, bq),
-                dims.kt_view(k, g, kv_len),
-                false,
-                scale,
-                Parallelism::None,
-            )?;
-            for (r, row) in s.chunks_mut(kv_len).enumerate() {
-                let limit = dims.q_offset + i0 + r + 1; // allowed keys: 0..limit
-                let (live, masked) = row.split_at_mut(limit);
-                let m = math::max(live);
-                let sum = math::exp_sub_inplace(live, m);
-                math::scale(live, (1.0 / sum) as f32);
-                masked.fill(0.0);
-                lse_blk[r] = (m as f64 + sum.ln()) as f32;
-            }
-            gemm_strided(
-                mat_mut(&mut o_blk[..bq * d], bq, d),
-                mat_ref(&s, bq, kv_len),
-                dims.v_view(v, g, kv_len),
-                false,
-                1.0,
-                Parallelism::None,
-            )
-        })?;
-    let stride = nqb * BQ;
-    out.par_chunks_mut(hq * d)
-        .enumerate()
-        .with_min_len(min_len.max(16))
-        .for_each(|(i, row)| {
-            for h in 0..hq {
-                let src = (h * stride + i) * d;
-                row[h * d..(h + 1) * d].copy_from_slice(&o_tmp[src..src + d]);
-            }
-        });
-    for h in 0..hq {
-        lse[h * tq..(h + 1) * tq].copy_from_slice(&lse_tmp[h * stride..h * stride + tq]);
+        .map(|item| fwd_block(dims, item / nqb, item % nqb, q, k, v))
+        .collect::<Result<_>>()?;
+    let (outs, lses): (Vec<Vec<f32>>, Vec<Vec<f32>>) = items.into_iter().unzip();
+    dims.unpack_all(out, &outs, |o| o, min_len);
+    for (item, l) in lses.iter().enumerate() {
+        let (g, qb) = (item / nqb, item % nqb);
+        let (i0, _) = dims.block(qb);
+        for (r, &x) in l.iter().enumerate() {
+            lse[(g * group + r % group) * tq + i0 + r / group] = x;
+        }
     }
     Ok(())
+}
+
+/// Forward of KV group `g`, query block `qb`: (stacked output `[bq · group, d]`, stacked
+/// log-sum-exp `[bq · group]`).
+fn fwd_block(
+    dims: &Dims,
+    g: usize,
+    qb: usize,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let d = dims.d;
+    let (i0, bq) = dims.block(qb);
+    let rows = bq * dims.group();
+    let kv_len = dims.kv_len(i0, bq);
+    let mut qs = vec![0.0f32; rows * d];
+    dims.pack(&mut qs, q, g, i0, bq);
+    let stride = padded(kv_len);
+    let mut s = vec![0.0f32; rows * stride];
+    gemm_strided(
+        strided_mut(&mut s, rows, kv_len, stride),
+        mat_ref(&qs, rows, d),
+        dims.kt_view(k, g, kv_len),
+        false,
+        dims.scale,
+        Parallelism::None,
+    )?;
+    // Unnormalised probabilities; each output row is divided by its sum after the product
+    // (d values per row instead of one per key).
+    let mut lse = vec![0.0f32; rows];
+    let mut inv = vec![0.0f32; rows];
+    softmax_block(&mut s, stride, dims.limit(i0, 0), dims.group(), &mut inv, &mut lse);
+    let mut o = qs;
+    gemm_strided(
+        mat_mut(&mut o, rows, d),
+        strided_ref(&s, rows, kv_len, stride),
+        dims.v_view(v, g, kv_len),
+        false,
+        1.0,
+        Parallelism::None,
+    )?;
+    for (row, &c) in o.chunks_exact_mut(d).zip(&inv) {
+        math::scale(row, c);
+    }
+    Ok((o, lse))
 }
 
 /// Causal GQA attention backward: `dq` overwritten, `dk`/`dv` accumulated; `out` and `lse`
@@ -323,156 +501,135 @@ pub fn attention_bwd(
     if tq == 0 {
         return Ok(());
     }
-    let kv_max = dims.kv_len(0, tq);
-    // Per query head: (dq_h [tq, d], dk_h [kv_max, d], dv_h [kv_max, d]).
-    let per_head: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..hq)
+    let nqb = dims.nqb();
+    // Items as in the forward; each returns its stacked dQ rows and its partial dK/dV over
+    // the keys its block sees, summed below in item order (the same bits however the items
+    // were scheduled).
+    let items: Vec<BlockGrads> = (0..hkv * nqb)
         .into_par_iter()
         .with_min_len(min_len)
-        .map(|h| {
-            head_bwd(
-                dims,
-                h,
-                dout,
-                q,
-                k,
-                v,
-                out,
-                &lse[h * tq..(h + 1) * tq],
-                kv_max,
-            )
-        })
+        .map(|item| bwd_block(dims, item / nqb, item % nqb, dout, q, k, v, out, lse))
         .collect::<Result<_>>()?;
-    dq.par_chunks_mut(hq * d)
-        .enumerate()
-        .with_min_len(min_len.max(16))
-        .for_each(|(i, row)| {
-            for (h, (dq_h, _, _)) in per_head.iter().enumerate() {
-                row[h * d..(h + 1) * d].copy_from_slice(&dq_h[i * d..(i + 1) * d]);
-            }
-        });
-    let group = dims.group();
-    let add_kv = |dst: &mut [f32], pick: fn(&(Vec<f32>, Vec<f32>, Vec<f32>)) -> &Vec<f32>| {
+    dims.unpack_all(dq, &items, |b| &b.dq, min_len);
+    let kv_max = dims.kv_len(0, tq);
+    let add_kv = |dst: &mut [f32], pick: fn(&BlockGrads) -> &[f32]| {
         dst.par_chunks_mut(hkv * d)
             .take(kv_max)
             .enumerate()
             .with_min_len(min_len.max(16))
             .for_each(|(j, row)| {
-                for (h, head) in per_head.iter().enumerate() {
-                    let g = h / group;
-                    let src = &pick(head)[j * d..(j + 1) * d];
-                    for (x, y) in row[g * d..(g + 1) * d].iter_mut().zip(src) {
+                for (item, b) in items.iter().enumerate() {
+                    let src = pick(b);
+                    if (j + 1) * d > src.len() {
+                        continue;
+                    }
+                    let g = item / nqb;
+                    for (x, y) in row[g * d..(g + 1) * d].iter_mut().zip(&src[j * d..]) {
                         *x += y;
                     }
                 }
             });
     };
-    add_kv(dk, |t| &t.1);
-    add_kv(dv, |t| &t.2);
+    add_kv(dk, |b| &b.dk);
+    add_kv(dv, |b| &b.dv);
     Ok(())
 }
 
-/// Backward of one query head over all its query blocks.
-fn head_bwd(
+/// Gradients of one (KV group, query block) item.
+struct BlockGrads {
+    /// `[bq · group, d]` stacked dQ rows.
+    dq: Vec<f32>,
+    /// `[kv_len, d]` this block's share of dK for group `g`.
+    dk: Vec<f32>,
+    /// `[kv_len, d]` this block's share of dV.
+    dv: Vec<f32>,
+}
+
+/// Backward of KV group `g`, query block `qb` (flash-attention style: probabilities are
+/// recomputed from the saved log-sum-exp).
+#[allow(clippy::too_many_arguments)]
+fn bwd_block(
     dims: &Dims,
-    h: usize,
+    g: usize,
+    qb: usize,
     dout: &[f32],
     q: &[f32],
     k: &[f32],
     v: &[f32],
     out: &[f32],
-    lse_h: &[f32],
-    kv_max: usize,
-) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
-    let (tq, d, scale) = (dims.tq, dims.d, dims.scale);
-    let g = h / dims.group();
-    let mut dq_h = vec![0.0f32; tq * d];
-    let mut dk_h = vec![0.0f32; kv_max * d];
-    let mut dv_h = vec![0.0f32; kv_max * d];
-    let mut p = vec![0.0f32; BQ * kv_max];
-    let mut dp = vec![0.0f32; BQ * kv_max];
-    let mut delta = [0.0f32; BQ];
-    for i0 in (0..tq).step_by(BQ) {
-        let bq = BQ.min(tq - i0);
-        let kv_len = dims.kv_len(i0, bq);
-        let p = &mut p[..bq * kv_len];
-        let dp = &mut dp[..bq * kv_len];
-        let q_blk = dims.q_view(q, h, i0, bq);
-        let do_blk = dims.q_view(dout, h, i0, bq);
-        // P = exp(scale·QKᵀ − lse), masked.
-        gemm_strided(
-            mat_mut(p, bq, kv_len),
-            q_blk,
-            dims.kt_view(k, g, kv_len),
-            false,
-            scale,
-            Parallelism::None,
-        )?;
-        for (r, row) in p.chunks_mut(kv_len).enumerate() {
-            let limit = dims.q_offset + i0 + r + 1;
-            let l = lse_h[i0 + r];
-            let (live, masked) = row.split_at_mut(limit);
-            math::exp_sub_inplace(live, l);
-            masked.fill(0.0);
-            let base = ((i0 + r) * dims.hq + h) * d;
-            delta[r] = dout[base..base + d]
-                .iter()
-                .zip(&out[base..base + d])
-                .map(|(a, b)| a * b)
-                .sum();
-        }
-        // dV_h += Pᵀ·dO
-        gemm_strided(
-            mat_mut(&mut dv_h[..kv_len * d], kv_len, d),
-            mat_ref_t(p, bq, kv_len),
-            do_blk,
-            true,
-            1.0,
-            Parallelism::None,
-        )?;
-        // dP = dO·Vᵀ
-        let vt = MatRef {
-            data: v,
-            offset: g * d,
-            rows: d,
-            cols: kv_len,
-            rs: 1,
-            cs: dims.hkv * d,
-        };
-        gemm_strided(
-            mat_mut(dp, bq, kv_len),
-            do_blk,
-            vt,
-            false,
-            1.0,
-            Parallelism::None,
-        )?;
-        // dS = P ⊙ (dP − delta)
-        for (r, (dprow, prow)) in dp.chunks_mut(kv_len).zip(p.chunks(kv_len)).enumerate() {
-            let dl = delta[r];
-            for (x, &pv) in dprow.iter_mut().zip(prow) {
-                *x = pv * (*x - dl);
-            }
-        }
-        // dQ_blk = scale · dS·K
-        gemm_strided(
-            mat_mut(&mut dq_h[i0 * d..(i0 + bq) * d], bq, d),
-            mat_ref(dp, bq, kv_len),
-            dims.v_view(k, g, kv_len),
-            false,
-            scale,
-            Parallelism::None,
-        )?;
-        // dK_h += scale · dSᵀ·Q_blk
-        gemm_strided(
-            mat_mut(&mut dk_h[..kv_len * d], kv_len, d),
-            mat_ref_t(dp, bq, kv_len),
-            q_blk,
-            true,
-            scale,
-            Parallelism::None,
-        )?;
+    lse: &[f32],
+) -> Result<BlockGrads> {
+    let (d, group, tq, scale) = (dims.d, dims.group(), dims.tq, dims.scale);
+    let (i0, bq) = dims.block(qb);
+    let rows = bq * group;
+    let kv_len = dims.kv_len(i0, bq);
+    let mut qs = vec![0.0f32; rows * d];
+    let mut dos = vec![0.0f32; rows * d];
+    dims.pack(&mut qs, q, g, i0, bq);
+    dims.pack(&mut dos, dout, g, i0, bq);
+    // P = exp(scale·QKᵀ − lse), masked.
+    let stride = padded(kv_len);
+    let mut p = vec![0.0f32; rows * stride];
+    gemm_strided(
+        strided_mut(&mut p, rows, kv_len, stride),
+        mat_ref(&qs, rows, d),
+        dims.kt_view(k, g, kv_len),
+        false,
+        scale,
+        Parallelism::None,
+    )?;
+    let mut row_lse = vec![0.0f32; rows];
+    let mut delta = vec![0.0f32; rows];
+    for (r, (l, dl)) in row_lse.iter_mut().zip(&mut delta).enumerate() {
+        let (i, hh) = (i0 + r / group, r % group);
+        *l = lse[(g * group + hh) * tq + i];
+        let o = dims.row_off(i, g) + hh * d;
+        *dl = math::dot(&dout[o..o + d], &out[o..o + d]);
     }
-    Ok((dq_h, dk_h, dv_h))
+    probs_block(&mut p, stride, dims.limit(i0, 0), group, &row_lse);
+    // dV = Pᵀ·dO (the stacked rows sum the group's heads).
+    let mut dv = vec![0.0f32; kv_len * d];
+    gemm_strided(
+        mat_mut(&mut dv, kv_len, d),
+        strided_ref(&p, rows, kv_len, stride).t(),
+        mat_ref(&dos, rows, d),
+        false,
+        1.0,
+        Parallelism::None,
+    )?;
+    // dP = dO·Vᵀ
+    let mut dp = vec![0.0f32; rows * stride];
+    gemm_strided(
+        strided_mut(&mut dp, rows, kv_len, stride),
+        mat_ref(&dos, rows, d),
+        dims.kt_view(v, g, kv_len),
+        false,
+        1.0,
+        Parallelism::None,
+    )?;
+    // dS = P ⊙ (dP − delta)
+    softmax_grad_block(&mut dp, &p, stride, &delta);
+    // dQ = scale · dS·K
+    let mut dq = dos;
+    gemm_strided(
+        mat_mut(&mut dq, rows, d),
+        strided_ref(&dp, rows, kv_len, stride),
+        dims.v_view(k, g, kv_len),
+        false,
+        scale,
+        Parallelism::None,
+    )?;
+    // dK = scale · dSᵀ·Q
+    let mut dk = vec![0.0f32; kv_len * d];
+    gemm_strided(
+        mat_mut(&mut dk, kv_len, d),
+        strided_ref(&dp, rows, kv_len, stride).t(),
+        mat_ref(&qs, rows, d),
+        false,
+        scale,
+        Parallelism::None,
+    )?;
+    Ok(BlockGrads { dq, dk, dv })
 }
 
 #[cfg(test)]

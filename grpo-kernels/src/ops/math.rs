@@ -93,8 +93,14 @@ pub(crate) fn max(xs: &[f32]) -> f32 {
             acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
         }
     }
+    // The tail runs as one more full chunk padded with `-inf` (no scalar loop).
+    let mut pad = [f32::NEG_INFINITY; LANES];
+    pad[..tail.len()].copy_from_slice(tail);
+    for l in 0..LANES {
+        acc[l] = if pad[l] > acc[l] { pad[l] } else { acc[l] };
+    }
     let mut m = f32::NEG_INFINITY;
-    for &x in acc.iter().chain(tail) {
+    for &x in &acc {
         if x > m {
             m = x;
         }
@@ -115,12 +121,42 @@ pub(crate) fn exp_sub_inplace(xs: &mut [f32], m: f32) -> f64 {
             acc[l] += e;
         }
     }
-    let mut s: f64 = acc.iter().map(|&a| a as f64).sum();
-    for x in chunks.into_remainder() {
-        *x = exp(*x - m);
-        s += *x as f64;
+    // The tail runs as one more full chunk padded with `-inf`, whose lanes add exactly 0:
+    // short rows (causal attention) would otherwise spend most of their time in a scalar
+    // loop.
+    let rem = chunks.into_remainder();
+    if !rem.is_empty() {
+        let mut pad = [f32::NEG_INFINITY; LANES];
+        pad[..rem.len()].copy_from_slice(rem);
+        for l in 0..LANES {
+            let e = exp(pad[l] - m);
+            pad[l] = e;
+            acc[l] += e;
+        }
+        rem.copy_from_slice(&pad[..rem.len()]);
     }
-    s
+    acc.iter().map(|&a| a as f64).sum()
+}
+}
+
+multiversion! {
+/// `Σ a[i] · b[i]` over the common length (lanes combined in f64).
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s: f64 = acc.iter().map(|&v| v as f64).sum();
+    for (x, y) in ta.iter().zip(tb) {
+        s += (x * y) as f64;
+    }
+    s as f32
 }
 }
 
