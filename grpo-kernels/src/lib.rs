@@ -41,4 +41,4 @@ mod pool;
 
 pub use device::{CudaDevice, Device};
 pub use error::{KernelError, Result};
-pub use pool::on_pool;
+pub use pool::{on_pool, on_this_thread};

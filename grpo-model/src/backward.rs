@@ -21,7 +21,8 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::forward::{
-    Activations, Ctx, FwdScratch, Gemm, Job, LayerActs, Span, scratch, span_rows, task_per_span,
+    Activations, Ctx, FwdScratch, Gemm, Job, LayerActs, MLP_TILE, Span, mlp_tiled, scratch,
+    span_rows, task_per_span,
 };
 use crate::model::Model;
 
@@ -96,6 +97,29 @@ pub(crate) struct BwdScratch {
     dk_pre: Vec<f32>,
 }
 
+/// The saved MLP inputs of a block of rows (see [`Model::mlp_bwd_rows`]).
+#[derive(Clone, Copy)]
+struct MlpRows<'a> {
+    /// `[T, H]` residual stream after attention.
+    x_mid: &'a [f32],
+    /// `[T]` post-attention norm reciprocal stds.
+    rstd2: &'a [f32],
+    /// `[T, I]` gate projection.
+    gate: &'a [f32],
+    /// `[T, I]` up projection.
+    up: &'a [f32],
+}
+
+/// Where [`Model::mlp_bwd_rows`] accumulates its weight gradients: offsets into a gradient
+/// buffer (the model's layout, or a task's partial).
+#[derive(Clone, Copy)]
+struct MlpGrads {
+    down: usize,
+    gate: usize,
+    up: usize,
+    norm: usize,
+}
+
 impl Model {
     /// Backward of one batched layer (see [`Model::layer_fwd`]). `dout [N, H]` is d loss /
     /// d layer output; `dx [N, H]` is overwritten with d loss / d layer input. Key/value
@@ -124,36 +148,79 @@ impl Model {
             return Ok(());
         }
         let eps = c.rms_norm_eps;
-        // MLP: out = x_mid + down(silu(gate) * up)
-        let act = scratch(&mut ws.act, t * inter);
-        swiglu_fwd(act, &a.gate, &a.up)?;
-        acc_weight_grad(g(grads, lo.down, h * inter), dout, act, t, inter, h)?;
-        let dact = act;
-        input_grad(dact, dout, self.w(lo.down, h * inter), t, inter, h, false)?;
-        let dgate = scratch(&mut ws.dgate, t * inter);
-        let dup = scratch(&mut ws.dup, t * inter);
-        swiglu_bwd(dgate, dup, dact, &a.gate, &a.up)?;
-        let xn2 = scratch(&mut ws.xn, t * h);
-        let rstd = scratch(&mut ws.rstd, t);
-        rmsnorm_fwd(xn2, rstd, &a.x_mid, self.w(lo.post_norm, h), t, h, eps)?;
-        let dxn2 = scratch(&mut ws.dxn, t * h);
-        input_grad(dxn2, dgate, self.w(lo.gate, inter * h), t, h, inter, false)?;
-        input_grad(dxn2, dup, self.w(lo.up, inter * h), t, h, inter, true)?;
-        acc_weight_grad(g(grads, lo.gate, inter * h), dgate, xn2, t, h, inter)?;
-        acc_weight_grad(g(grads, lo.up, inter * h), dup, xn2, t, h, inter)?;
-        let dmid = scratch(&mut ws.dmid, t * h);
-        rmsnorm_bwd(
-            dmid,
-            g(grads, lo.post_norm, h),
-            dxn2,
-            &a.x_mid,
-            self.w(lo.post_norm, h),
-            &a.rstd2,
-            t,
-            h,
-        )?;
-        for (m, o) in dmid.iter_mut().zip(dout) {
-            *m += o;
+        // MLP: out = x_mid + down(silu(gate) * up). Large batches run it in row tiles (see
+        // `MLP_TILE`): one task per pool thread takes a fixed, contiguous share of the rows,
+        // tile by tile, into its own weight-gradient partial; the partials are added in task
+        // order, so the sums do not depend on scheduling.
+        let mut dmid_buf = std::mem::take(&mut ws.dmid);
+        let dmid = scratch(&mut dmid_buf, t * h);
+        if mlp_tiled(t) {
+            let (wd, wg, wu) = (h * inter, inter * h, inter * h);
+            let slots = MlpGrads {
+                down: 0,
+                gate: wd,
+                up: wd + wg,
+                norm: wd + wg + wu,
+            };
+            let share = t.div_ceil(rayon::current_num_threads());
+            let partials: Vec<Vec<f32>> = dmid
+                .par_chunks_mut(share * h)
+                .zip(dout.par_chunks(share * h))
+                .zip(a.x_mid.par_chunks(share * h))
+                .zip(a.rstd2.par_chunks(share))
+                .zip(a.gate.par_chunks(share * inter))
+                .zip(a.up.par_chunks(share * inter))
+                .map(|(((((dm, d), xm), rs), gt), up)| {
+                    on_this_thread(|| -> Result<Vec<f32>> {
+                        let mut part = vec![0.0f32; slots.norm + h];
+                        let mut ws = BwdScratch::default();
+                        let th = MLP_TILE;
+                        for (((((dm, d), xm), rs), gt), up) in dm
+                            .chunks_mut(th * h)
+                            .zip(d.chunks(th * h))
+                            .zip(xm.chunks(th * h))
+                            .zip(rs.chunks(th))
+                            .zip(gt.chunks(th * inter))
+                            .zip(up.chunks(th * inter))
+                        {
+                            let rows = MlpRows {
+                                x_mid: xm,
+                                rstd2: rs,
+                                gate: gt,
+                                up,
+                            };
+                            self.mlp_bwd_rows(l, rows, d, dm, &mut part, slots, &mut ws)?;
+                        }
+                        Ok(part)
+                    })
+                })
+                .collect::<Result<_>>()?;
+            for part in &partials {
+                for (off, at, len) in [
+                    (lo.down, slots.down, wd),
+                    (lo.gate, slots.gate, wg),
+                    (lo.up, slots.up, wu),
+                    (lo.post_norm, slots.norm, h),
+                ] {
+                    for (x, y) in g(grads, off, len).iter_mut().zip(&part[at..at + len]) {
+                        *x += y;
+                    }
+                }
+            }
+        } else {
+            let rows = MlpRows {
+                x_mid: &a.x_mid,
+                rstd2: &a.rstd2,
+                gate: &a.gate,
+                up: &a.up,
+            };
+            let slots = MlpGrads {
+                down: lo.down,
+                gate: lo.gate,
+                up: lo.up,
+                norm: lo.post_norm,
+            };
+            self.mlp_bwd_rows(l, rows, dout, dmid, grads, slots, ws)?;
         }
         // Attention: x_mid = x + o_proj(att)
         let datt = scratch(&mut ws.datt, t * qd);
@@ -300,6 +367,59 @@ impl Model {
         )?;
         for (x, m) in dx.iter_mut().zip(dmid.iter()) {
             *x += m;
+        }
+        ws.dmid = dmid_buf;
+        Ok(())
+    }
+
+    /// Backward of layer `l`'s MLP over a block of `T` rows: `dmid [T, H]` is overwritten
+    /// with d loss / d x_mid (the residual included) from `dout [T, H]`; the down, gate, up
+    /// and post-norm weight gradients are **accumulated** into `grads` at `slots`. The
+    /// normalised input and the SwiGLU activation are recomputed.
+    #[allow(clippy::too_many_arguments)]
+    fn mlp_bwd_rows(
+        &self,
+        l: usize,
+        a: MlpRows<'_>,
+        dout: &[f32],
+        dmid: &mut [f32],
+        grads: &mut [f32],
+        slots: MlpGrads,
+        ws: &mut BwdScratch,
+    ) -> Result<()> {
+        let c = &self.config;
+        let (h, inter) = (c.hidden_size, c.intermediate_size);
+        let lo = self.layout.layers[l];
+        let t = a.rstd2.len();
+        let act = scratch(&mut ws.act, t * inter);
+        swiglu_fwd(act, a.gate, a.up)?;
+        acc_weight_grad(g(grads, slots.down, h * inter), dout, act, t, inter, h)?;
+        let dact = act;
+        input_grad(dact, dout, self.w(lo.down, h * inter), t, inter, h, false)?;
+        let dgate = scratch(&mut ws.dgate, t * inter);
+        let dup = scratch(&mut ws.dup, t * inter);
+        swiglu_bwd(dgate, dup, dact, a.gate, a.up)?;
+        let xn2 = scratch(&mut ws.xn, t * h);
+        let rstd = scratch(&mut ws.rstd, t);
+        let w_norm = self.w(lo.post_norm, h);
+        rmsnorm_fwd(xn2, rstd, a.x_mid, w_norm, t, h, c.rms_norm_eps)?;
+        let dxn2 = scratch(&mut ws.dxn, t * h);
+        input_grad(dxn2, dgate, self.w(lo.gate, inter * h), t, h, inter, false)?;
+        input_grad(dxn2, dup, self.w(lo.up, inter * h), t, h, inter, true)?;
+        acc_weight_grad(g(grads, slots.gate, inter * h), dgate, xn2, t, h, inter)?;
+        acc_weight_grad(g(grads, slots.up, inter * h), dup, xn2, t, h, inter)?;
+        rmsnorm_bwd(
+            dmid,
+            g(grads, slots.norm, h),
+            dxn2,
+            a.x_mid,
+            w_norm,
+            a.rstd2,
+            t,
+            h,
+        )?;
+        for (m, o) in dmid.iter_mut().zip(dout) {
+            *m += o;
         }
         Ok(())
     }

@@ -343,31 +343,8 @@ fn strided_mut(data: &mut [f32], rows: usize, cols: usize, stride: usize) -> Mat
     }
 }
 
-thread_local! {
-    /// Set by [`on_this_thread`].
-    static ON_THIS_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `f` with every [`attention_fwd`] / [`attention_bwd`] call it makes on this thread
-/// computed on this thread alone, with the same bits as the parallel split: for callers that
-/// already run many short sequences in parallel (one task per sequence beats splitting
-/// each one across the pool).
-pub fn on_this_thread<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            ON_THIS_THREAD.set(self.0);
-        }
-    }
-    let _restore = Restore(ON_THIS_THREAD.replace(true));
-    f()
-}
-
-/// Rayon's minimum items per task for the calling thread: 1 (split freely) or `usize::MAX`
-/// (one task, run here) inside [`on_this_thread`].
-fn min_len() -> usize {
-    if ON_THIS_THREAD.get() { usize::MAX } else { 1 }
-}
+use crate::pool::min_len;
+pub use crate::pool::on_this_thread;
 
 /// Causal GQA attention forward; see the module contract. Parallel over (query head, query
 /// block).
@@ -448,7 +425,14 @@ fn fwd_block(
     // (d values per row instead of one per key).
     let mut lse = vec![0.0f32; rows];
     let mut inv = vec![0.0f32; rows];
-    softmax_block(&mut s, stride, dims.limit(i0, 0), dims.group(), &mut inv, &mut lse);
+    softmax_block(
+        &mut s,
+        stride,
+        dims.limit(i0, 0),
+        dims.group(),
+        &mut inv,
+        &mut lse,
+    );
     let mut o = qs;
     gemm_strided(
         mat_mut(&mut o, rows, d),

@@ -536,16 +536,18 @@ pub fn linear_rows(
     }
     let isa = DotIsa::detect();
     if m <= INVARIANT_ROWS {
-        tiled_rows(out, x, w, m, k, n, accumulate, isa, true);
+        tiled_rows(out, x, w, m, k, n, accumulate, isa, !crate::pool::serial());
         return Ok(());
     }
     // Chunks of rows in parallel; each chunk also splits its blocks of `w` only when there
     // are too few chunks to keep the pool busy (nested tasks of a few µs cost more than they
     // share).
     use rayon::prelude::*;
-    let inner = m.div_ceil(INVARIANT_ROWS) < 2 * rayon::current_num_threads();
+    let serial = crate::pool::serial();
+    let inner = !serial && m.div_ceil(INVARIANT_ROWS) < 2 * rayon::current_num_threads();
     out.par_chunks_mut(INVARIANT_ROWS * n)
         .zip(x.par_chunks(INVARIANT_ROWS * k))
+        .with_min_len(crate::pool::min_len())
         .for_each(|(o, xx)| tiled_rows(o, xx, w, xx.len() / k, k, n, accumulate, isa, inner));
     Ok(())
 }
@@ -567,8 +569,9 @@ pub fn matmul(
 ) -> Result<()> {
     check_product("matmul", out, ("a", a), ("b", b), m, k, n)?;
     let small = m <= SMALL_M || (m <= SMALL_M_NARROW && n <= k);
+    let serial = crate::pool::serial();
     if !trans_a && trans_b && m > 0 && small && k > 0 && n.saturating_mul(k) >= 1 << 15 {
-        tiled_rows(out, a, b, m, k, n, accumulate, DotIsa::detect(), true);
+        tiled_rows(out, a, b, m, k, n, accumulate, DotIsa::detect(), !serial);
         return Ok(());
     }
     let (a_rs, a_cs) = if trans_a { (1, m) } else { (k, 1) };
@@ -580,7 +583,7 @@ pub fn matmul(
     // slower for wide weights such as gate/up and the LM head of a large model.
     let threads = rayon::current_num_threads();
     let narrow = n <= k || n.saturating_mul(k) <= ROW_SPLIT_MAX_WEIGHT;
-    if !trans_a && threads > 1 && m >= ROW_SPLIT_MIN_ROWS * threads && narrow {
+    if !serial && !trans_a && threads > 1 && m >= ROW_SPLIT_MIN_ROWS * threads && narrow {
         use rayon::prelude::*;
         let rows = m.div_ceil(threads);
         return out
@@ -602,7 +605,7 @@ pub fn matmul(
                 )
             });
     }
-    let par = if m.saturating_mul(n).saturating_mul(k) >= PARALLEL_THRESHOLD {
+    let par = if !serial && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_THRESHOLD {
         Parallelism::Rayon(0)
     } else {
         Parallelism::None

@@ -16,6 +16,7 @@
 
 use crate::Result;
 use crate::error::{check_len, checked_size, invalid};
+use crate::pool::min_len;
 use rayon::prelude::*;
 
 /// Rows per rayon task.
@@ -50,6 +51,7 @@ pub fn rmsnorm_fwd(
     out.par_chunks_mut(dim * ROWS_PER_TASK)
         .zip(rstd.par_chunks_mut(ROWS_PER_TASK))
         .zip(x.par_chunks(dim * ROWS_PER_TASK))
+        .with_min_len(min_len())
         .for_each(|((o, r), xs)| {
             for ((orow, rr), xrow) in o.chunks_mut(dim).zip(r.iter_mut()).zip(xs.chunks(dim)) {
                 let ss: f64 = xrow.iter().map(|&v| (v as f64) * (v as f64)).sum();
@@ -97,6 +99,7 @@ pub fn rmsnorm_bwd(
         .zip(dout.par_chunks(block))
         .zip(x.par_chunks(block))
         .zip(rstd.par_chunks(ROWS_PER_TASK))
+        .with_min_len(min_len())
         .map(|(((dxs, dos), xs), rs)| {
             let mut acc = vec![0.0f32; dim];
             for (((dxrow, dorow), xrow), &r) in dxs

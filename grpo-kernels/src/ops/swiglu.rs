@@ -11,6 +11,7 @@
 
 use crate::Result;
 use crate::error::check_len;
+use crate::pool::min_len;
 use rayon::prelude::*;
 
 /// Elements per rayon task.
@@ -30,6 +31,7 @@ pub fn swiglu_fwd(out: &mut [f32], gate: &[f32], up: &[f32]) -> Result<()> {
     out.par_chunks_mut(CHUNK)
         .zip(gate.par_chunks(CHUNK))
         .zip(up.par_chunks(CHUNK))
+        .with_min_len(min_len())
         .for_each(|((o, g), u)| fwd_chunk(o, g, u));
     Ok(())
 }
@@ -53,6 +55,7 @@ pub fn swiglu_bwd(
         .zip(dup.par_chunks_mut(CHUNK))
         .zip(dout.par_chunks(CHUNK))
         .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
+        .with_min_len(min_len())
         .for_each(|(((dg, du), d), (g, u))| bwd_chunk(dg, du, d, g, u));
     Ok(())
 }

@@ -4,4 +4,5 @@ mod checkpoint;
 mod common;
 mod hf_parity;
 mod kv;
+mod tiling;
 mod tokenizer_chat;
