@@ -65,8 +65,8 @@ fn g(grads: &mut [f32], off: usize, len: usize) -> &mut [f32] {
     &mut grads[off..off + len]
 }
 
-/// Reusable buffers of [`Model::layer_bwd`], grown once per backward call and shared by all
-/// layers (so the `[N, ·]` temporaries are allocated and page-faulted once, not per layer).
+/// Reusable buffers of [`Model::layer_bwd`], shared by all layers and kept between backward
+/// calls in the model (so the `[N, ·]` temporaries are allocated and page-faulted once).
 #[derive(Debug, Default)]
 pub(crate) struct BwdScratch {
     /// `[N, H]` recomputed normalised input (MLP, then attention).
@@ -163,7 +163,7 @@ impl Model {
                 norm: wd + wg + wu,
             };
             let share = t.div_ceil(rayon::current_num_threads());
-            let partials: Vec<Vec<f32>> = dmid
+            let partials: Vec<(BwdScratch, Vec<f32>)> = dmid
                 .par_chunks_mut(share * h)
                 .zip(dout.par_chunks(share * h))
                 .zip(a.x_mid.par_chunks(share * h))
@@ -171,9 +171,10 @@ impl Model {
                 .zip(a.gate.par_chunks(share * inter))
                 .zip(a.up.par_chunks(share * inter))
                 .map(|(((((dm, d), xm), rs), gt), up)| {
-                    on_this_thread(|| -> Result<Vec<f32>> {
-                        let mut part = vec![0.0f32; slots.norm + h];
-                        let mut ws = BwdScratch::default();
+                    on_this_thread(|| -> Result<(BwdScratch, Vec<f32>)> {
+                        let (mut ws, mut part) = self.tile_scratch.take();
+                        part.clear();
+                        part.resize(slots.norm + h, 0.0);
                         let th = MLP_TILE;
                         for (((((dm, d), xm), rs), gt), up) in dm
                             .chunks_mut(th * h)
@@ -191,11 +192,11 @@ impl Model {
                             };
                             self.mlp_bwd_rows(l, rows, d, dm, &mut part, slots, &mut ws)?;
                         }
-                        Ok(part)
+                        Ok((ws, part))
                     })
                 })
                 .collect::<Result<_>>()?;
-            for part in &partials {
+            for (_, part) in &partials {
                 for (off, at, len) in [
                     (lo.down, slots.down, wd),
                     (lo.gate, slots.gate, wg),
@@ -206,6 +207,9 @@ impl Model {
                         *x += y;
                     }
                 }
+            }
+            for tile in partials {
+                self.tile_scratch.give(tile);
             }
         } else {
             let rows = MlpRows {
@@ -518,7 +522,7 @@ impl Model {
             return Ok(());
         }
         // Final norm.
-        let mut dx = vec![0.0; n_rows * h];
+        let mut dx = self.buffers.take(n_rows * h);
         rmsnorm_bwd(
             &mut dx,
             g(grads, self.layout.final_norm, h),
@@ -531,8 +535,8 @@ impl Model {
         )?;
         drop(dxf);
         // Layers, last to first; `dx` and `dnext` swap roles each layer.
-        let mut dnext = vec![0.0; n_rows * h];
-        let mut ws = BwdScratch::default();
+        let mut dnext = self.buffers.take(n_rows * h);
+        let mut ws = self.bwd_scratch.take();
         let mut fws = FwdScratch::default();
         for l in (0..nl).rev() {
             let x = &acts.acts.inputs[l];
@@ -552,6 +556,9 @@ impl Model {
             .flat_map(|s| s.tokens.iter().copied())
             .collect();
         embedding_bwd(g(grads, self.layout.embed, v * h), &dx, &tokens, h)?;
+        self.buffers.give(dx);
+        self.buffers.give(dnext);
+        self.bwd_scratch.give(ws);
         Ok(())
     }
 }

@@ -47,6 +47,7 @@
 #![deny(missing_docs)]
 
 pub mod backward;
+mod buffers;
 pub mod chat;
 pub mod checkpoint;
 pub mod config;

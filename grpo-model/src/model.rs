@@ -5,6 +5,8 @@ use std::path::Path;
 
 use grpo_kernels::ops::rope::RopeTable;
 
+use crate::backward::BwdScratch;
+use crate::buffers::{BufferPool, ScratchPool};
 use crate::checkpoint::{self, SaveOptions};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -20,6 +22,12 @@ pub struct Model {
     /// All parameters, one flat f32 buffer laid out by `layout` (`[layout.total]`).
     pub weights: Vec<f32>,
     pub(crate) rope: RopeTable,
+    /// Activation buffers handed back by [`Model::recycle`].
+    pub(crate) buffers: BufferPool,
+    /// Backward temporaries kept between calls (same lifetime as `buffers`).
+    pub(crate) bwd_scratch: ScratchPool<BwdScratch>,
+    /// The row-tiled MLP backward's per-task temporaries and weight-gradient partials.
+    pub(crate) tile_scratch: ScratchPool<(BwdScratch, Vec<f32>)>,
 }
 
 impl std::fmt::Debug for Model {
@@ -53,6 +61,9 @@ impl Model {
             layout,
             weights,
             rope,
+            buffers: BufferPool::default(),
+            bwd_scratch: ScratchPool::default(),
+            tile_scratch: ScratchPool::default(),
         })
     }
 

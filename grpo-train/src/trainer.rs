@@ -462,6 +462,7 @@ impl<'c> Run<'c> {
             .collect();
         let mut grads = self.model.zero_grads();
         self.model.backward(&acts, &dlogp, None, &mut grads)?;
+        self.model.recycle(acts);
         let lr = lr_at(
             sft.lr,
             self.state.step,
@@ -713,6 +714,7 @@ impl<'c> Run<'c> {
                     let mut grads = self.model.zero_grads();
                     self.model
                         .backward(&acts, &dlogp, dent.as_deref(), &mut grads)?;
+                    self.model.recycle(acts);
                     t_backward += t0.elapsed().as_secs_f64();
                     let t1 = Instant::now();
                     match self.apply_update(&mut grads, lo.loss, lr)? {

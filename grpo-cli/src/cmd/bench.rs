@@ -288,7 +288,7 @@ fn train_bench(args: &Args) -> anyhow::Result<Value> {
         let t1 = Instant::now();
         let mut grads = model.zero_grads();
         model.backward(&acts, &dlogp, None, &mut grads)?;
-        drop(acts);
+        model.recycle(acts);
         let t2 = Instant::now();
         opt.update(&mut model.weights, &grads)?;
         let t3 = Instant::now();
@@ -517,7 +517,7 @@ fn e2e_bench(args: &Args) -> anyhow::Result<Value> {
         let t3 = Instant::now();
         let mut grads = model.zero_grads();
         model.backward(&acts, &dlogp, None, &mut grads)?;
-        drop(acts);
+        model.recycle(acts);
         let t4 = Instant::now();
         grpo_model::optim::clip_grad_norm(&mut grads, 1.0)?;
         opt.update(&mut model.weights, &grads)?;

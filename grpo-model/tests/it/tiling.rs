@@ -1,6 +1,72 @@
-//! The row-tiled MLP backward (large batches) against the whole-batch path.
+//! The row-tiled MLP backward (large batches) against the whole-batch path, and reused
+//! activation buffers ([`Model::recycle`]) against fresh ones.
 
 use grpo_model::{Arch, ForwardOptions, Model, ModelConfig, SeqInput};
+
+fn tiny() -> ModelConfig {
+    ModelConfig {
+        arch: Arch::Qwen2,
+        vocab_size: 64,
+        hidden_size: 32,
+        intermediate_size: 72,
+        num_layers: 2,
+        num_heads: 4,
+        num_kv_heads: 2,
+        head_dim: 8,
+        max_position_embeddings: 128,
+        rms_norm_eps: 1e-6,
+        rope_theta: 10000.0,
+        tie_word_embeddings: true,
+        bos_token_id: None,
+        eos_token_ids: vec![1],
+        pad_token_id: None,
+    }
+}
+
+/// `n` sequences of `p + c` tokens, varied by `salt`.
+fn seqs(n: u32, p: u32, c: u32, salt: u32) -> Vec<(Vec<u32>, Vec<u32>)> {
+    (0..n)
+        .map(|s| {
+            let pr = (0..p).map(|i| (s * 7 + i * 3 + salt) % 61 + 2).collect();
+            let co = (0..c).map(|i| (s * 5 + i * 11 + salt) % 59 + 3).collect();
+            (pr, co)
+        })
+        .collect()
+}
+
+fn batch(seqs: &[(Vec<u32>, Vec<u32>)]) -> Vec<SeqInput<'_>> {
+    seqs.iter()
+        .map(|(p, c)| SeqInput {
+            prompt: p,
+            completion: c,
+        })
+        .collect()
+}
+
+/// Log-probs and gradients of one forward/backward, with the activations recycled after.
+fn step(model: &Model, batch: &[SeqInput<'_>]) -> (Vec<Vec<f32>>, Vec<f32>) {
+    let (out, acts) = model.forward(batch, ForwardOptions::default()).unwrap();
+    let dlogp: Vec<Vec<f32>> = out.logprobs.iter().map(|lp| vec![0.5; lp.len()]).collect();
+    let mut grads = model.zero_grads();
+    model.backward(&acts, &dlogp, None, &mut grads).unwrap();
+    model.recycle(acts);
+    (out.logprobs, grads)
+}
+
+#[test]
+fn recycled_buffers_give_the_same_bits_as_fresh_ones() {
+    // Batch A leaves its buffers (stale values) in the pool; batch B, shaped differently,
+    // must not see them: same log-probs and gradients as on a model with an empty pool.
+    let model = Model::new_random(tiny(), 3).unwrap();
+    let (a, b) = (seqs(9, 70, 30, 1), seqs(7, 50, 45, 2));
+    let fresh = step(&model.clone(), &batch(&b));
+    step(&model, &batch(&a));
+    assert!(model.recycled_floats() > 0);
+    assert_eq!(step(&model, &batch(&b)), fresh);
+    assert_eq!(step(&model, &batch(&b)), fresh);
+    model.release_buffers();
+    assert_eq!(model.recycled_floats(), 0);
+}
 
 fn grads_in_pool(model: &Model, batch: &[SeqInput<'_>], threads: usize) -> Vec<f32> {
     let pool = rayon::ThreadPoolBuilder::new()
@@ -26,41 +92,13 @@ fn grads_in_pool(model: &Model, batch: &[SeqInput<'_>], threads: usize) -> Vec<f
 
 #[test]
 fn row_tiled_mlp_backward_matches_the_whole_batch() {
-    let config = ModelConfig {
-        arch: Arch::Qwen2,
-        vocab_size: 64,
-        hidden_size: 32,
-        intermediate_size: 72,
-        num_layers: 2,
-        num_heads: 4,
-        num_kv_heads: 2,
-        head_dim: 8,
-        max_position_embeddings: 128,
-        rms_norm_eps: 1e-6,
-        rope_theta: 10000.0,
-        tie_word_embeddings: true,
-        bos_token_id: None,
-        eos_token_ids: vec![1],
-        pad_token_id: None,
-    };
+    let config = tiny();
     let model = Model::new_random(config, 11).unwrap();
     // 12 sequences of 20 + 40 tokens: 708 rows. Tiles need 2 · 128 rows per pool thread,
     // so 1 and 2 threads run the tiled backward (one and two shares of rows, a last tile
     // shorter than the others), 4 threads the whole-batch one.
-    let seqs: Vec<(Vec<u32>, Vec<u32>)> = (0..12u32)
-        .map(|s| {
-            let p = (0..20).map(|i| (s * 7 + i * 3) % 61 + 2).collect();
-            let c = (0..40).map(|i| (s * 5 + i * 11) % 59 + 3).collect();
-            (p, c)
-        })
-        .collect();
-    let batch: Vec<SeqInput<'_>> = seqs
-        .iter()
-        .map(|(p, c)| SeqInput {
-            prompt: p,
-            completion: c,
-        })
-        .collect();
+    let seqs = seqs(12, 20, 40, 0);
+    let batch = batch(&seqs);
     let whole = grads_in_pool(&model, &batch, 4);
     let scale = whole.iter().fold(0.0f32, |m, g| m.max(g.abs()));
     assert!(scale > 0.0);
