@@ -110,6 +110,103 @@ struct MlpRows<'a> {
     up: &'a [f32],
 }
 
+/// The saved attention-half inputs of a block of rows (see [`Model::attn_bwd_rows`]); the
+/// fields mirror [`LayerActs`].
+#[derive(Clone, Copy)]
+struct AttnRows<'a> {
+    rstd1: &'a [f32],
+    q_pre: &'a [f32],
+    k_pre: &'a [f32],
+    q_rstd: &'a [f32],
+    k_rstd: &'a [f32],
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    att: &'a [f32],
+    lse: &'a [f32],
+}
+
+impl<'a> AttnRows<'a> {
+    fn of(a: &'a LayerActs) -> Self {
+        AttnRows {
+            rstd1: &a.rstd1,
+            q_pre: &a.q_pre,
+            k_pre: &a.k_pre,
+            q_rstd: &a.q_rstd,
+            k_rstd: &a.k_rstd,
+            q: &a.q,
+            k: &a.k,
+            v: &a.v,
+            att: &a.att,
+            lse: &a.lse,
+        }
+    }
+
+    /// Rows `r0..r1` (the QK-norm fields stay empty when they are).
+    fn rows(&self, r0: usize, r1: usize, c: &crate::config::ModelConfig) -> Self {
+        let (qd, kvd, hq, hkv) = (c.q_dim(), c.kv_dim(), c.num_heads, c.num_kv_heads);
+        let cut = |v: &'a [f32], w: usize| if v.is_empty() { v } else { &v[r0 * w..r1 * w] };
+        AttnRows {
+            rstd1: cut(self.rstd1, 1),
+            q_pre: cut(self.q_pre, qd),
+            k_pre: cut(self.k_pre, kvd),
+            q_rstd: cut(self.q_rstd, hq),
+            k_rstd: cut(self.k_rstd, hkv),
+            q: cut(self.q, qd),
+            k: cut(self.k, kvd),
+            v: cut(self.v, kvd),
+            att: cut(self.att, qd),
+            lse: cut(self.lse, hq),
+        }
+    }
+}
+
+/// Where [`Model::attn_bwd_rows`] accumulates its weight gradients (offsets into the
+/// model's layout or a task's partial).
+#[derive(Clone, Copy)]
+struct AttnGrads {
+    o: usize,
+    q: usize,
+    k: usize,
+    v: usize,
+    input_norm: usize,
+    bias: Option<(usize, usize, usize)>,
+    qk_norm: Option<(usize, usize)>,
+}
+
+/// Tiles of whole spans for the tiled attention-half backward, or `None` to run it over the
+/// whole batch: when the batch is large enough for the tiled MLP ([`mlp_tiled`]) and cuts
+/// into at least two tiles per pool thread. A tile ends once it holds [`MLP_TILE`] rows,
+/// at a span boundary that no later span's context reaches back across.
+fn attn_tiles(spans: &[Span<'_>], t: usize) -> Option<Vec<(usize, usize)>> {
+    if !mlp_tiled(t) {
+        return None;
+    }
+    let n = spans.len();
+    // reach[i]: the first span that a span at or after i reads keys/values from.
+    let mut reach = vec![n; n + 1];
+    for i in (0..n).rev() {
+        let own = match spans[i].ctx {
+            Ctx::Seg(p) => p.min(i),
+            _ => i,
+        };
+        reach[i] = own.min(reach[i + 1]);
+    }
+    let mut tiles = Vec::new();
+    let (mut s0, mut rows) = (0, 0);
+    for i in 0..n {
+        rows += spans[i].t;
+        if rows >= MLP_TILE && reach[i + 1] > i {
+            tiles.push((s0, i + 1));
+            (s0, rows) = (i + 1, 0);
+        }
+    }
+    if s0 < n {
+        tiles.push((s0, n));
+    }
+    (tiles.len() >= 2 * rayon::current_num_threads()).then_some(tiles)
+}
+
 /// Where [`Model::mlp_bwd_rows`] accumulates its weight gradients: offsets into a gradient
 /// buffer (the model's layout, or a task's partial).
 #[derive(Clone, Copy)]
@@ -139,15 +236,13 @@ impl Model {
         ws: &mut BwdScratch,
     ) -> Result<()> {
         let c = &self.config;
-        let (h, qd, kvd, inter) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
-        let (hq, hkv, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let (h, inter) = (c.hidden_size, c.intermediate_size);
         let lo = self.layout.layers[l];
         let t = x.len() / h;
         let _span = tracing::trace_span!("layer_bwd", layer = l, tokens = t).entered();
         if t == 0 {
             return Ok(());
         }
-        let eps = c.rms_norm_eps;
         // MLP: out = x_mid + down(silu(gate) * up). Large batches run it in row tiles (see
         // `MLP_TILE`): one task per pool thread takes a fixed, contiguous share of the rows,
         // tile by tile, into its own weight-gradient partial; the partials are added in task
@@ -226,10 +321,53 @@ impl Model {
             };
             self.mlp_bwd_rows(l, rows, dout, dmid, grads, slots, ws)?;
         }
+        // Attention half. Large unshared or grouped batches run it in tiles of whole spans
+        // (see `attn_tiles`), like the MLP; otherwise over the whole batch.
+        let lo_slots = AttnGrads {
+            o: lo.o,
+            q: lo.q,
+            k: lo.k,
+            v: lo.v,
+            input_norm: lo.input_norm,
+            bias: lo.qkv_bias,
+            qk_norm: lo.qk_norm,
+        };
+        let rows = AttnRows::of(a);
+        match attn_tiles(spans, t) {
+            Some(tiles) => self.attn_bwd_tiled(l, x, rows, spans, &tiles, dmid, dx, grads)?,
+            None => self.attn_bwd_rows(l, x, rows, spans, dmid, dx, grads, lo_slots, ws)?,
+        }
+        ws.dmid = dmid_buf;
+        Ok(())
+    }
+
+    /// Backward of layer `l`'s attention half over a block of `T` rows made of `spans`
+    /// (offsets relative to the block; contexts inside it): `dx [T, H]` is overwritten with
+    /// d loss / d layer input from `dmid [T, H]` (d loss / d x_mid); the o/q/k/v, input-norm,
+    /// bias and QK-norm weight gradients are **accumulated** into `grads` at `slots`.
+    #[allow(clippy::too_many_arguments)]
+    fn attn_bwd_rows(
+        &self,
+        l: usize,
+        x: &[f32],
+        a: AttnRows<'_>,
+        spans: &[Span<'_>],
+        dmid: &[f32],
+        dx: &mut [f32],
+        grads: &mut [f32],
+        slots: AttnGrads,
+        ws: &mut BwdScratch,
+    ) -> Result<()> {
+        let c = &self.config;
+        let (h, qd, kvd) = (c.hidden_size, c.q_dim(), c.kv_dim());
+        let (hq, hkv, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let lo = self.layout.layers[l];
+        let t = x.len() / h;
+        let eps = c.rms_norm_eps;
         // Attention: x_mid = x + o_proj(att)
         let datt = scratch(&mut ws.datt, t * qd);
         input_grad(datt, dmid, self.w(lo.o, h * qd), t, qd, h, false)?;
-        acc_weight_grad(g(grads, lo.o, h * qd), dmid, &a.att, t, qd, h)?;
+        acc_weight_grad(g(grads, slots.o, h * qd), dmid, a.att, t, qd, h)?;
         let scale = 1.0 / (d as f32).sqrt();
         let dq = scratch(&mut ws.dq, t * qd);
         let dk = scratch(&mut ws.dk, t * kvd);
@@ -255,7 +393,7 @@ impl Model {
             let lse = &a.lse[hq * r0..hq * r1];
             let own_k = &a.k[r0 * kvd..r1 * kvd];
             let own_v = &a.v[r0 * kvd..r1 * kvd];
-            match (sp.ctx, self.ctx_kv(sp, spans, &a.k, &a.v)) {
+            match (sp.ctx, self.ctx_kv(sp, spans, a.k, a.v)) {
                 (Ctx::Seg(_), Some((ck, cv))) if sp.pos0 > 0 => {
                     let kc = [ck, own_k].concat();
                     let vc = [cv, own_v].concat();
@@ -316,35 +454,36 @@ impl Model {
         let positions: Vec<usize> = spans.iter().flat_map(|s| s.pos0..s.pos0 + s.t).collect();
         rope_bwd(dq, &positions, hq, d, &self.rope)?;
         rope_bwd(dk, &positions, hkv, d, &self.rope)?;
-        let (dq, dk): (&[f32], &[f32]) = if let Some((qn, kn)) = lo.qk_norm {
-            let dq_pre = scratch(&mut ws.dq_pre, t * qd);
-            let dk_pre = scratch(&mut ws.dk_pre, t * kvd);
-            rmsnorm_bwd(
-                dq_pre,
-                g(grads, qn, d),
-                dq,
-                &a.q_pre,
-                self.w(qn, d),
-                &a.q_rstd,
-                t * hq,
-                d,
-            )?;
-            rmsnorm_bwd(
-                dk_pre,
-                g(grads, kn, d),
-                dk,
-                &a.k_pre,
-                self.w(kn, d),
-                &a.k_rstd,
-                t * hkv,
-                d,
-            )?;
-            (dq_pre, dk_pre)
-        } else {
-            (dq, dk)
-        };
+        let (dq, dk): (&[f32], &[f32]) =
+            if let (Some((qn, kn)), Some((gqn, gkn))) = (lo.qk_norm, slots.qk_norm) {
+                let dq_pre = scratch(&mut ws.dq_pre, t * qd);
+                let dk_pre = scratch(&mut ws.dk_pre, t * kvd);
+                rmsnorm_bwd(
+                    dq_pre,
+                    g(grads, gqn, d),
+                    dq,
+                    a.q_pre,
+                    self.w(qn, d),
+                    a.q_rstd,
+                    t * hq,
+                    d,
+                )?;
+                rmsnorm_bwd(
+                    dk_pre,
+                    g(grads, gkn, d),
+                    dk,
+                    a.k_pre,
+                    self.w(kn, d),
+                    a.k_rstd,
+                    t * hkv,
+                    d,
+                )?;
+                (dq_pre, dk_pre)
+            } else {
+                (dq, dk)
+            };
         let dv: &[f32] = dv;
-        if let Some((bq, bk, bv)) = lo.qkv_bias {
+        if let Some((bq, bk, bv)) = slots.bias {
             acc_bias_grad(g(grads, bq, qd), dq);
             acc_bias_grad(g(grads, bk, kvd), dk);
             acc_bias_grad(g(grads, bv, kvd), dv);
@@ -356,23 +495,153 @@ impl Model {
         input_grad(dxn1, dq, self.w(lo.q, qd * h), t, h, qd, false)?;
         input_grad(dxn1, dk, self.w(lo.k, kvd * h), t, h, kvd, true)?;
         input_grad(dxn1, dv, self.w(lo.v, kvd * h), t, h, kvd, true)?;
-        acc_weight_grad(g(grads, lo.q, qd * h), dq, xn1, t, h, qd)?;
-        acc_weight_grad(g(grads, lo.k, kvd * h), dk, xn1, t, h, kvd)?;
-        acc_weight_grad(g(grads, lo.v, kvd * h), dv, xn1, t, h, kvd)?;
+        acc_weight_grad(g(grads, slots.q, qd * h), dq, xn1, t, h, qd)?;
+        acc_weight_grad(g(grads, slots.k, kvd * h), dk, xn1, t, h, kvd)?;
+        acc_weight_grad(g(grads, slots.v, kvd * h), dv, xn1, t, h, kvd)?;
         rmsnorm_bwd(
             dx,
-            g(grads, lo.input_norm, h),
+            g(grads, slots.input_norm, h),
             dxn1,
             x,
             self.w(lo.input_norm, h),
-            &a.rstd1,
+            a.rstd1,
             t,
             h,
         )?;
         for (x, m) in dx.iter_mut().zip(dmid.iter()) {
             *x += m;
         }
-        ws.dmid = dmid_buf;
+        Ok(())
+    }
+
+    /// [`Model::attn_bwd_rows`] over `tiles` (consecutive span ranges that hold their own
+    /// contexts): one task per pool thread over a fixed, contiguous run of tiles, each with
+    /// its own weight-gradient partial, added in task order.
+    #[allow(clippy::too_many_arguments)]
+    fn attn_bwd_tiled(
+        &self,
+        l: usize,
+        x: &[f32],
+        a: AttnRows<'_>,
+        spans: &[Span<'_>],
+        tiles: &[(usize, usize)],
+        dmid: &[f32],
+        dx: &mut [f32],
+        grads: &mut [f32],
+    ) -> Result<()> {
+        let c = &self.config;
+        let (h, qd, kvd, d) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.head_dim);
+        let lo = self.layout.layers[l];
+        // Partial layout: o, q, k, v, input norm, then the optional biases and QK norms.
+        let mut at = 0;
+        let mut slot = |len: usize| {
+            let o = at;
+            at += len;
+            o
+        };
+        let slots = AttnGrads {
+            o: slot(h * qd),
+            q: slot(qd * h),
+            k: slot(kvd * h),
+            v: slot(kvd * h),
+            input_norm: slot(h),
+            bias: lo.qkv_bias.map(|_| (slot(qd), slot(kvd), slot(kvd))),
+            qk_norm: lo.qk_norm.map(|_| (slot(d), slot(d))),
+        };
+        let part_len = at;
+        let mut pairs = vec![
+            (lo.o, slots.o, h * qd),
+            (lo.q, slots.q, qd * h),
+            (lo.k, slots.k, kvd * h),
+            (lo.v, slots.v, kvd * h),
+            (lo.input_norm, slots.input_norm, h),
+        ];
+        if let (Some((bq, bk, bv)), Some((pq, pk, pv))) = (lo.qkv_bias, slots.bias) {
+            pairs.extend([(bq, pq, qd), (bk, pk, kvd), (bv, pv, kvd)]);
+        }
+        if let (Some((qn, kn)), Some((pq, pk))) = (lo.qk_norm, slots.qk_norm) {
+            pairs.extend([(qn, pq, d), (kn, pk, d)]);
+        }
+        // Tiles per task: contiguous runs of about equal rows.
+        let row0 = |s: usize| spans.get(s).map_or(x.len() / h, |sp| sp.off);
+        let tasks = rayon::current_num_threads().max(1);
+        let share = (x.len() / h).div_ceil(tasks);
+        let mut runs: Vec<&[(usize, usize)]> = Vec::with_capacity(tasks);
+        let mut rest = tiles;
+        for k in 1..=tasks {
+            let n = if k == tasks {
+                rest.len()
+            } else {
+                rest.iter()
+                    .take_while(|&&(_, s1)| row0(s1) <= k * share)
+                    .count()
+                    .max(1)
+                    .min(rest.len())
+            };
+            let (run, tail) = rest.split_at(n);
+            if !run.is_empty() {
+                runs.push(run);
+            }
+            rest = tail;
+        }
+        // Each run's rows of dx.
+        let mut dx_parts = Vec::with_capacity(runs.len());
+        let mut dx_rest = dx;
+        for run in &runs {
+            let (r0, r1) = (row0(run[0].0), row0(run[run.len() - 1].1));
+            let (head, tail) = std::mem::take(&mut dx_rest).split_at_mut((r1 - r0) * h);
+            dx_parts.push(head);
+            dx_rest = tail;
+        }
+        let partials: Vec<(BwdScratch, Vec<f32>)> = runs
+            .into_par_iter()
+            .zip(dx_parts)
+            .with_min_len(1)
+            .map(|(run, dx_run)| {
+                on_this_thread(|| -> Result<(BwdScratch, Vec<f32>)> {
+                    let (mut ws, mut part) = self.tile_scratch.take();
+                    part.clear();
+                    part.resize(part_len, 0.0);
+                    let base = row0(run[0].0);
+                    for &(s0, s1) in run {
+                        let (r0, r1) = (row0(s0), row0(s1));
+                        let local: Vec<Span<'_>> = spans[s0..s1]
+                            .iter()
+                            .map(|sp| Span {
+                                off: sp.off - r0,
+                                ctx: match sp.ctx {
+                                    Ctx::Seg(p) => Ctx::Seg(p - s0),
+                                    other => other,
+                                },
+                                ..*sp
+                            })
+                            .collect();
+                        self.attn_bwd_rows(
+                            l,
+                            &x[r0 * h..r1 * h],
+                            a.rows(r0, r1, c),
+                            &local,
+                            &dmid[r0 * h..r1 * h],
+                            &mut dx_run[(r0 - base) * h..(r1 - base) * h],
+                            &mut part,
+                            slots,
+                            &mut ws,
+                        )?;
+                    }
+                    Ok((ws, part))
+                })
+            })
+            .collect::<Result<_>>()?;
+        for (_, part) in &partials {
+            for &(off, at, len) in &pairs {
+                for (x, y) in g(grads, off, len).iter_mut().zip(&part[at..at + len]) {
+                    *x += y;
+                }
+            }
+        }
+        for tile in partials {
+            self.tile_scratch.give(tile);
+        }
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! The row-tiled MLP backward (large batches) against the whole-batch path, and reused
 //! activation buffers ([`Model::recycle`]) against fresh ones.
 
-use grpo_model::{Arch, ForwardOptions, Model, ModelConfig, SeqInput};
+use grpo_model::{Arch, ForwardOptions, GroupInput, Model, ModelConfig, SeqInput};
 
 fn tiny() -> ModelConfig {
     ModelConfig {
@@ -68,13 +68,32 @@ fn recycled_buffers_give_the_same_bits_as_fresh_ones() {
     assert_eq!(model.recycled_floats(), 0);
 }
 
-fn grads_in_pool(model: &Model, batch: &[SeqInput<'_>], threads: usize) -> Vec<f32> {
+/// One forward/backward in a pool of `threads` threads: unshared sequences, or (when
+/// `grouped`) Prefix Grouper groups of four completions per prompt.
+fn grads_in_pool(
+    model: &Model,
+    seqs: &[(Vec<u32>, Vec<u32>)],
+    grouped: bool,
+    threads: usize,
+) -> Vec<f32> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .expect("pool");
     pool.install(|| {
-        let (out, acts) = model.forward(batch, ForwardOptions::default()).unwrap();
+        let (out, acts) = if grouped {
+            let groups: Vec<GroupInput<'_>> = seqs
+                .chunks(4)
+                .map(|g| GroupInput {
+                    prompt: &g[0].0,
+                    completions: g.iter().map(|(_, c)| c.as_slice()).collect(),
+                })
+                .collect();
+            model.forward_grouped(&groups, ForwardOptions::default())
+        } else {
+            model.forward(&batch(seqs), ForwardOptions::default())
+        }
+        .unwrap();
         let dlogp: Vec<Vec<f32>> = out
             .logprobs
             .iter()
@@ -91,27 +110,41 @@ fn grads_in_pool(model: &Model, batch: &[SeqInput<'_>], threads: usize) -> Vec<f
 }
 
 #[test]
-fn row_tiled_mlp_backward_matches_the_whole_batch() {
-    let config = tiny();
-    let model = Model::new_random(config, 11).unwrap();
-    // 12 sequences of 20 + 40 tokens: 708 rows. Tiles need 2 · 128 rows per pool thread,
-    // so 1 and 2 threads run the tiled backward (one and two shares of rows, a last tile
-    // shorter than the others), 4 threads the whole-batch one.
-    let seqs = seqs(12, 20, 40, 0);
-    let batch = batch(&seqs);
-    let whole = grads_in_pool(&model, &batch, 4);
-    let scale = whole.iter().fold(0.0f32, |m, g| m.max(g.abs()));
-    assert!(scale > 0.0);
-    for threads in [1, 2] {
-        let tiled = grads_in_pool(&model, &batch, threads);
-        let worst = tiled
-            .iter()
-            .zip(&whole)
-            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-        assert!(
-            worst <= 1e-5 * scale,
-            "{threads} threads: max gradient difference {worst} (scale {scale})"
-        );
-        assert_ne!(tiled, whole, "expected a different summation order");
+fn row_tiled_backward_matches_the_whole_batch() {
+    // Tiles need 2 · 128 rows per pool thread (and two tiles of whole spans per thread for
+    // the attention half), so 1 and 2 threads run the tiled backward — one and two runs of
+    // tiles, a last tile shorter than the others — and 16 threads the whole-batch one.
+    // Qwen2 (q/k/v biases) and Qwen3 (QK-norm), unshared and Prefix Grouper batches.
+    for arch in [Arch::Qwen2, Arch::Qwen3] {
+        let model = Model::new_random(ModelConfig { arch, ..tiny() }, 11).unwrap();
+        for grouped in [false, true] {
+            // Unshared: 12 × (20 + 40) tokens, 708 rows; grouped: 6 prompts of 20 tokens,
+            // 4 completions of 40 each, 6 × (20 + 4 · 39) = 1056 rows.
+            let seqs = seqs(if grouped { 24 } else { 12 }, 20, 40, 0);
+            let seqs: Vec<_> = if grouped {
+                // Each group of four shares its first member's prompt.
+                seqs.chunks(4)
+                    .flat_map(|g| g.iter().map(|(_, c)| (g[0].0.clone(), c.clone())))
+                    .collect()
+            } else {
+                seqs
+            };
+            let whole = grads_in_pool(&model, &seqs, grouped, 16);
+            let scale = whole.iter().fold(0.0f32, |m, g| m.max(g.abs()));
+            assert!(scale > 0.0);
+            for threads in [1, 2] {
+                let tiled = grads_in_pool(&model, &seqs, grouped, threads);
+                let worst = tiled
+                    .iter()
+                    .zip(&whole)
+                    .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(
+                    worst <= 1e-5 * scale,
+                    "{arch:?}, grouped {grouped}, {threads} threads: max gradient difference \
+                     {worst} (scale {scale})"
+                );
+                assert_ne!(tiled, whole, "expected a different summation order");
+            }
+        }
     }
 }
