@@ -395,6 +395,51 @@ pub fn attention_fwd(
     Ok(())
 }
 
+/// The scaled scores of one (KV group, query block) item, before masking.
+struct Scores {
+    /// First query of the block.
+    i0: usize,
+    /// Stacked rows (`bq · group`).
+    rows: usize,
+    /// Keys the block sees.
+    kv_len: usize,
+    /// Row stride of `s` ([`padded`] `kv_len`).
+    stride: usize,
+    /// `[rows, d]` the block's stacked queries.
+    qs: Vec<f32>,
+    /// `[rows, stride]` `scale · Q·Kᵀ` in the first `kv_len` columns of each row.
+    s: Vec<f32>,
+}
+
+impl Scores {
+    fn new(dims: &Dims, g: usize, qb: usize, q: &[f32], k: &[f32]) -> Result<Self> {
+        let d = dims.d;
+        let (i0, bq) = dims.block(qb);
+        let rows = bq * dims.group();
+        let kv_len = dims.kv_len(i0, bq);
+        let mut qs = vec![0.0f32; rows * d];
+        dims.pack(&mut qs, q, g, i0, bq);
+        let stride = padded(kv_len);
+        let mut s = vec![0.0f32; rows * stride];
+        gemm_strided(
+            strided_mut(&mut s, rows, kv_len, stride),
+            mat_ref(&qs, rows, d),
+            dims.kt_view(k, g, kv_len),
+            false,
+            dims.scale,
+            Parallelism::None,
+        )?;
+        Ok(Scores {
+            i0,
+            rows,
+            kv_len,
+            stride,
+            qs,
+            s,
+        })
+    }
+}
+
 /// Forward of KV group `g`, query block `qb`: (stacked output `[bq · group, d]`, stacked
 /// log-sum-exp `[bq · group]`).
 fn fwd_block(
@@ -406,21 +451,14 @@ fn fwd_block(
     v: &[f32],
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     let d = dims.d;
-    let (i0, bq) = dims.block(qb);
-    let rows = bq * dims.group();
-    let kv_len = dims.kv_len(i0, bq);
-    let mut qs = vec![0.0f32; rows * d];
-    dims.pack(&mut qs, q, g, i0, bq);
-    let stride = padded(kv_len);
-    let mut s = vec![0.0f32; rows * stride];
-    gemm_strided(
-        strided_mut(&mut s, rows, kv_len, stride),
-        mat_ref(&qs, rows, d),
-        dims.kt_view(k, g, kv_len),
-        false,
-        dims.scale,
-        Parallelism::None,
-    )?;
+    let Scores {
+        i0,
+        rows,
+        kv_len,
+        stride,
+        qs,
+        mut s,
+    } = Scores::new(dims, g, qb, q, k)?;
     // Unnormalised probabilities; each output row is divided by its sum after the product
     // (d values per row instead of one per key).
     let mut lse = vec![0.0f32; rows];
@@ -544,24 +582,17 @@ fn bwd_block(
     lse: &[f32],
 ) -> Result<BlockGrads> {
     let (d, group, tq, scale) = (dims.d, dims.group(), dims.tq, dims.scale);
-    let (i0, bq) = dims.block(qb);
-    let rows = bq * group;
-    let kv_len = dims.kv_len(i0, bq);
-    let mut qs = vec![0.0f32; rows * d];
-    let mut dos = vec![0.0f32; rows * d];
-    dims.pack(&mut qs, q, g, i0, bq);
-    dims.pack(&mut dos, dout, g, i0, bq);
     // P = exp(scale·QKᵀ − lse), masked.
-    let stride = padded(kv_len);
-    let mut p = vec![0.0f32; rows * stride];
-    gemm_strided(
-        strided_mut(&mut p, rows, kv_len, stride),
-        mat_ref(&qs, rows, d),
-        dims.kt_view(k, g, kv_len),
-        false,
-        scale,
-        Parallelism::None,
-    )?;
+    let Scores {
+        i0,
+        rows,
+        kv_len,
+        stride,
+        qs,
+        s: mut p,
+    } = Scores::new(dims, g, qb, q, k)?;
+    let mut dos = vec![0.0f32; rows * d];
+    dims.pack(&mut dos, dout, g, i0, dims.block(qb).1);
     let mut row_lse = vec![0.0f32; rows];
     let mut delta = vec![0.0f32; rows];
     for (r, (l, dl)) in row_lse.iter_mut().zip(&mut delta).enumerate() {
