@@ -97,6 +97,9 @@ pub(crate) struct BwdScratch {
     dk_pre: Vec<f32>,
 }
 
+/// One task of a tiled backward: its scratch and its weight-gradient partial.
+pub(crate) type TilePartial = (BwdScratch, Vec<f32>);
+
 /// The saved MLP inputs of a block of rows (see [`Model::mlp_bwd_rows`]).
 #[derive(Clone, Copy)]
 struct MlpRows<'a> {
@@ -236,7 +239,7 @@ impl Model {
         ws: &mut BwdScratch,
     ) -> Result<()> {
         let c = &self.config;
-        let (h, inter) = (c.hidden_size, c.intermediate_size);
+        let h = c.hidden_size;
         let lo = self.layout.layers[l];
         let t = x.len() / h;
         let _span = tracing::trace_span!("layer_bwd", layer = l, tokens = t).entered();
@@ -250,62 +253,7 @@ impl Model {
         let mut dmid_buf = std::mem::take(&mut ws.dmid);
         let dmid = scratch(&mut dmid_buf, t * h);
         if mlp_tiled(t) {
-            let (wd, wg, wu) = (h * inter, inter * h, inter * h);
-            let slots = MlpGrads {
-                down: 0,
-                gate: wd,
-                up: wd + wg,
-                norm: wd + wg + wu,
-            };
-            let share = t.div_ceil(rayon::current_num_threads());
-            let partials: Vec<(BwdScratch, Vec<f32>)> = dmid
-                .par_chunks_mut(share * h)
-                .zip(dout.par_chunks(share * h))
-                .zip(a.x_mid.par_chunks(share * h))
-                .zip(a.rstd2.par_chunks(share))
-                .zip(a.gate.par_chunks(share * inter))
-                .zip(a.up.par_chunks(share * inter))
-                .map(|(((((dm, d), xm), rs), gt), up)| {
-                    on_this_thread(|| -> Result<(BwdScratch, Vec<f32>)> {
-                        let (mut ws, mut part) = self.tile_scratch.take();
-                        part.clear();
-                        part.resize(slots.norm + h, 0.0);
-                        let th = MLP_TILE;
-                        for (((((dm, d), xm), rs), gt), up) in dm
-                            .chunks_mut(th * h)
-                            .zip(d.chunks(th * h))
-                            .zip(xm.chunks(th * h))
-                            .zip(rs.chunks(th))
-                            .zip(gt.chunks(th * inter))
-                            .zip(up.chunks(th * inter))
-                        {
-                            let rows = MlpRows {
-                                x_mid: xm,
-                                rstd2: rs,
-                                gate: gt,
-                                up,
-                            };
-                            self.mlp_bwd_rows(l, rows, d, dm, &mut part, slots, &mut ws)?;
-                        }
-                        Ok((ws, part))
-                    })
-                })
-                .collect::<Result<_>>()?;
-            for (_, part) in &partials {
-                for (off, at, len) in [
-                    (lo.down, slots.down, wd),
-                    (lo.gate, slots.gate, wg),
-                    (lo.up, slots.up, wu),
-                    (lo.post_norm, slots.norm, h),
-                ] {
-                    for (x, y) in g(grads, off, len).iter_mut().zip(&part[at..at + len]) {
-                        *x += y;
-                    }
-                }
-            }
-            for tile in partials {
-                self.tile_scratch.give(tile);
-            }
+            self.mlp_bwd_tiled(l, a, dout, dmid, grads)?;
         } else {
             let rows = MlpRows {
                 x_mid: &a.x_mid,
@@ -339,6 +287,99 @@ impl Model {
         }
         ws.dmid = dmid_buf;
         Ok(())
+    }
+
+    /// [`Model::mlp_bwd_rows`] in [`MLP_TILE`]-row tiles: one task per pool thread over a
+    /// fixed, contiguous share of the rows, each with its own weight-gradient partial.
+    fn mlp_bwd_tiled(
+        &self,
+        l: usize,
+        a: &LayerActs,
+        dout: &[f32],
+        dmid: &mut [f32],
+        grads: &mut [f32],
+    ) -> Result<()> {
+        let c = &self.config;
+        let (h, inter) = (c.hidden_size, c.intermediate_size);
+        let lo = self.layout.layers[l];
+        let t = a.rstd2.len();
+        let (wd, wg, wu) = (h * inter, inter * h, inter * h);
+        let slots = MlpGrads {
+            down: 0,
+            gate: wd,
+            up: wd + wg,
+            norm: wd + wg + wu,
+        };
+        let share = t.div_ceil(rayon::current_num_threads());
+        let th = MLP_TILE;
+        let partials: Vec<TilePartial> = dmid
+            .par_chunks_mut(share * h)
+            .zip(dout.par_chunks(share * h))
+            .zip(a.x_mid.par_chunks(share * h))
+            .zip(a.rstd2.par_chunks(share))
+            .zip(a.gate.par_chunks(share * inter))
+            .zip(a.up.par_chunks(share * inter))
+            .map(|(((((dm, d), xm), rs), gt), up)| {
+                on_this_thread(|| -> Result<TilePartial> {
+                    let (mut ws, mut part) = self.tile_partial(slots.norm + h);
+                    for (((((dm, d), xm), rs), gt), up) in dm
+                        .chunks_mut(th * h)
+                        .zip(d.chunks(th * h))
+                        .zip(xm.chunks(th * h))
+                        .zip(rs.chunks(th))
+                        .zip(gt.chunks(th * inter))
+                        .zip(up.chunks(th * inter))
+                    {
+                        let rows = MlpRows {
+                            x_mid: xm,
+                            rstd2: rs,
+                            gate: gt,
+                            up,
+                        };
+                        self.mlp_bwd_rows(l, rows, d, dm, &mut part, slots, &mut ws)?;
+                    }
+                    Ok((ws, part))
+                })
+            })
+            .collect::<Result<_>>()?;
+        let pairs = [
+            (lo.down, slots.down, wd),
+            (lo.gate, slots.gate, wg),
+            (lo.up, slots.up, wu),
+            (lo.post_norm, slots.norm, h),
+        ];
+        self.add_partials(grads, &pairs, partials);
+        Ok(())
+    }
+
+    /// Scratch and a zeroed weight-gradient partial of `len` floats for one task of a tiled
+    /// backward (kept between calls in `tile_scratch`).
+    fn tile_partial(&self, len: usize) -> TilePartial {
+        let (ws, mut part) = self.tile_scratch.take();
+        part.clear();
+        part.resize(len, 0.0);
+        (ws, part)
+    }
+
+    /// Adds each task's partial into `grads` in task order (so the sums do not depend on
+    /// scheduling) at `(grads offset, partial offset, len)` places, then keeps the tasks'
+    /// buffers for the next call.
+    fn add_partials(
+        &self,
+        grads: &mut [f32],
+        pairs: &[(usize, usize, usize)],
+        partials: Vec<TilePartial>,
+    ) {
+        for (_, part) in &partials {
+            for &(off, at, len) in pairs {
+                for (x, y) in g(grads, off, len).iter_mut().zip(&part[at..at + len]) {
+                    *x += y;
+                }
+            }
+        }
+        for tile in partials {
+            self.tile_scratch.give(tile);
+        }
     }
 
     /// Backward of layer `l`'s attention half over a block of `T` rows made of `spans`
@@ -593,15 +634,13 @@ impl Model {
             dx_parts.push(head);
             dx_rest = tail;
         }
-        let partials: Vec<(BwdScratch, Vec<f32>)> = runs
+        let partials: Vec<TilePartial> = runs
             .into_par_iter()
             .zip(dx_parts)
             .with_min_len(1)
             .map(|(run, dx_run)| {
-                on_this_thread(|| -> Result<(BwdScratch, Vec<f32>)> {
-                    let (mut ws, mut part) = self.tile_scratch.take();
-                    part.clear();
-                    part.resize(part_len, 0.0);
+                on_this_thread(|| -> Result<TilePartial> {
+                    let (mut ws, mut part) = self.tile_partial(part_len);
                     let base = row0(run[0].0);
                     for &(s0, s1) in run {
                         let (r0, r1) = (row0(s0), row0(s1));
@@ -632,16 +671,7 @@ impl Model {
                 })
             })
             .collect::<Result<_>>()?;
-        for (_, part) in &partials {
-            for &(off, at, len) in &pairs {
-                for (x, y) in g(grads, off, len).iter_mut().zip(&part[at..at + len]) {
-                    *x += y;
-                }
-            }
-        }
-        for tile in partials {
-            self.tile_scratch.give(tile);
-        }
+        self.add_partials(grads, &pairs, partials);
         Ok(())
     }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use grpo_kernels::ops::rope::RopeTable;
 
-use crate::backward::BwdScratch;
+use crate::backward::{BwdScratch, TilePartial};
 use crate::buffers::{BufferPool, ScratchPool};
 use crate::checkpoint::{self, SaveOptions};
 use crate::config::ModelConfig;
@@ -27,7 +27,7 @@ pub struct Model {
     /// Backward temporaries kept between calls (same lifetime as `buffers`).
     pub(crate) bwd_scratch: ScratchPool<BwdScratch>,
     /// The row-tiled MLP backward's per-task temporaries and weight-gradient partials.
-    pub(crate) tile_scratch: ScratchPool<(BwdScratch, Vec<f32>)>,
+    pub(crate) tile_scratch: ScratchPool<TilePartial>,
 }
 
 impl std::fmt::Debug for Model {

@@ -307,9 +307,10 @@ fn train_bench(args: &Args) -> anyhow::Result<Value> {
 }
 
 /// The matrix products of one training step alone, on the same kernel ([`matmul`]) and
-/// shapes as the model's forward and backward: every layer's projections over `rows`
-/// tokens, the LM head over `lm_rows`, each followed by its input-gradient and
-/// weight-gradient products. Returns (median seconds, GFLOP): the floor that the rest of
+/// products as the model's forward and backward, as whole-batch shapes: every layer's
+/// projections over `rows` tokens, the LM head over `lm_rows`, each followed by its
+/// input-gradient and weight-gradient products (the model's backward runs the same FLOPs in
+/// row tiles on large batches). Returns (median seconds, GFLOP): the floor that the rest of
 /// the step (norms, attention, RoPE, SwiGLU, softmax, AdamW) adds to.
 fn gemm_floor(
     c: &ModelConfig,

@@ -196,8 +196,8 @@ fn padded(kv_len: usize) -> usize {
     kv_len.next_multiple_of(CHUNK)
 }
 
-/// Vector width the score loops are written for (one AVX-512 register).
-const CHUNK: usize = 16;
+/// Vector width the score loops are written for (one AVX-512 register, as in `math`).
+const CHUNK: usize = math::LANES;
 
 multiversion! {
 /// Softmax of the score block `s` (`rows` rows of stride `stride`, a multiple of
@@ -213,11 +213,7 @@ fn softmax_block(
     lse: &mut [f32],
 ) {
     for (r, row) in s.chunks_exact_mut(stride).enumerate() {
-        let limit = limit0 + r / per;
-        let end = limit.next_multiple_of(CHUNK).min(stride);
-        let (live, rest) = row.split_at_mut(end);
-        live[limit..].fill(f32::NEG_INFINITY);
-        rest.fill(0.0);
+        let live = mask_row(row, limit0 + r / per);
         let mut mx = [f32::NEG_INFINITY; CHUNK];
         for c in live.chunks_exact(CHUNK) {
             for l in 0..CHUNK {
@@ -245,11 +241,7 @@ multiversion! {
 /// keys `0..limit0 + r / per` as `e^(score − lse[r])`; every other column becomes 0.
 fn probs_block(s: &mut [f32], stride: usize, limit0: usize, per: usize, lse: &[f32]) {
     for (r, row) in s.chunks_exact_mut(stride).enumerate() {
-        let limit = limit0 + r / per;
-        let end = limit.next_multiple_of(CHUNK).min(stride);
-        let (live, rest) = row.split_at_mut(end);
-        live[limit..].fill(f32::NEG_INFINITY);
-        rest.fill(0.0);
+        let live = mask_row(row, limit0 + r / per);
         let l0 = lse[r];
         for c in live.chunks_exact_mut(CHUNK) {
             for l in 0..CHUNK {
@@ -269,6 +261,18 @@ fn softmax_grad_block(dp: &mut [f32], p: &[f32], stride: usize, delta: &[f32]) {
         }
     }
 }
+}
+
+/// Masks one score row of a block (length a multiple of [`CHUNK`]) whose keys `0..limit`
+/// are allowed: the rest of `limit`'s chunk becomes `-inf` (so `exp` gives exactly 0 there),
+/// every later column 0. Returns the whole chunks that hold the allowed keys.
+#[inline(always)]
+fn mask_row(row: &mut [f32], limit: usize) -> &mut [f32] {
+    let end = limit.next_multiple_of(CHUNK).min(row.len());
+    let (live, rest) = row.split_at_mut(end);
+    live[limit..].fill(f32::NEG_INFINITY);
+    rest.fill(0.0);
+    live
 }
 
 /// Largest of the lanes.

@@ -15,7 +15,8 @@
 //! [`multiversion!`]; all versions run the same scalar code (no FMA contraction, same lane
 //! order), so they return bit-identical results.
 
-const LANES: usize = 16;
+/// Lanes of the f32 accumulators (one AVX-512 register).
+pub(crate) const LANES: usize = 16;
 
 /// Defines `fn NAME(args) -> R` whose body is compiled for the baseline target and, on
 /// x86-64, also with AVX2+FMA and with AVX-512F; the widest version the CPU supports runs
