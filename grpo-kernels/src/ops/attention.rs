@@ -22,9 +22,14 @@
 //!
 //! CPU strategy: one work item per (KV head, block of queries). An item stacks the rows of
 //! every query head that shares its KV head (`group = hq / hkv` heads, row `i · group +
-//! head`), so each `gemm` call covers the whole group: the score block is
+//! head`), so each product covers the whole group: the score block is
 //! `[bq · group, keys]` with `bq · group` about [`BLOCK_ROWS`], and in the backward the
 //! products `Pᵀ·dO` and `dSᵀ·Q` sum the group's heads into the shared `dV`/`dK` directly.
+//! The products are register-tiled loops (`attn_tiles`: AVX-512 where present, the same
+//! bits otherwise) that skip the key chunks the causal mask hides; on C2's shapes (95 keys,
+//! `d` = 32, one thread) forward + backward fell from 0.26 s to 0.16 s per 512 calls
+//! against `gemm`-crate calls, which pack both operands on every call. Score blocks are
+//! reused per thread (no page faults per item).
 //! Items run in parallel on rayon's pool; inside [`on_this_thread`] the same items run on the
 //! calling thread, with the same bits, for callers that parallelise over sequences (the
 //! model's forward and backward run one task per sequence). Scores are normalised with a
@@ -34,11 +39,10 @@
 //! in the backward a partial `dK`/`dV` of `[keys, d]` each, summed into `dk`/`dv` in item
 //! order at the end (so the sums do not depend on scheduling).
 
-use super::gemm::{MatMut, MatRef, gemm_strided};
+use super::attn_tiles::{self as tiles, Causal};
 use super::math::{self, multiversion};
 use crate::Result;
 use crate::error::{check_len, checked_size, invalid};
-use gemm::Parallelism;
 use rayon::prelude::*;
 
 /// Stacked score rows (queries × the query heads of one KV group) per block.
@@ -144,28 +148,32 @@ impl Dims {
         }
     }
 
-    /// `K[0..kv_len, g, :]ᵀ` as a `[d, kv_len]` view.
-    fn kt_view<'a>(&self, k: &'a [f32], g: usize, kv_len: usize) -> MatRef<'a> {
-        MatRef {
-            data: k,
-            offset: g * self.d,
-            rows: self.d,
+    /// The causal structure of the block starting at query `i0` that sees `kv_len` keys.
+    fn mask(&self, i0: usize, kv_len: usize) -> Causal {
+        Causal {
+            limit0: self.limit(i0, 0),
+            per: self.group(),
             cols: kv_len,
-            rs: 1,
-            cs: self.hkv * self.d,
         }
     }
 
-    /// `V[0..kv_len, g, :]` as a `[kv_len, d]` view.
-    fn v_view<'a>(&self, v: &'a [f32], g: usize, kv_len: usize) -> MatRef<'a> {
-        MatRef {
-            data: v,
-            offset: g * self.d,
-            rows: kv_len,
-            cols: self.d,
-            rs: self.hkv * self.d,
-            cs: 1,
+    /// `K[0..kv_len, g, :]ᵀ` (or V's) copied into a `[d, stride]` buffer, zero beyond
+    /// `kv_len`.
+    fn transposed(&self, k: &[f32], g: usize, kv_len: usize, stride: usize) -> Vec<f32> {
+        let d = self.d;
+        let mut kt = vec![0.0f32; d * stride];
+        for (j, row) in k.chunks_exact(self.hkv * d).take(kv_len).enumerate() {
+            for (c, &x) in row[g * d..(g + 1) * d].iter().enumerate() {
+                kt[c * stride + j] = x;
+            }
         }
+        kt
+    }
+
+    /// The rows of KV head `g` in a `[tk, hkv, d]` buffer: a `[tk, hkv · d]` panel starting
+    /// at the head's first column.
+    fn head<'a>(&self, k: &'a [f32], g: usize) -> &'a [f32] {
+        &k[g * self.d..]
     }
 
     /// Scatters per-item stacked rows (`items[g · nqb + qb]`, `[bq · group, d]` each) back
@@ -301,52 +309,6 @@ fn lanes_sum(mut v: [f32; CHUNK]) -> f32 {
     v[0]
 }
 
-fn mat_mut(data: &mut [f32], rows: usize, cols: usize) -> MatMut<'_> {
-    MatMut {
-        data,
-        offset: 0,
-        rows,
-        cols,
-        rs: cols,
-        cs: 1,
-    }
-}
-
-fn mat_ref(data: &[f32], rows: usize, cols: usize) -> MatRef<'_> {
-    MatRef {
-        data,
-        offset: 0,
-        rows,
-        cols,
-        rs: cols,
-        cs: 1,
-    }
-}
-
-/// The first `cols` columns of a row-major buffer with row stride `stride`.
-fn strided_ref(data: &[f32], rows: usize, cols: usize, stride: usize) -> MatRef<'_> {
-    MatRef {
-        data,
-        offset: 0,
-        rows,
-        cols,
-        rs: stride,
-        cs: 1,
-    }
-}
-
-/// See [`strided_ref`].
-fn strided_mut(data: &mut [f32], rows: usize, cols: usize, stride: usize) -> MatMut<'_> {
-    MatMut {
-        data,
-        offset: 0,
-        rows,
-        cols,
-        rs: stride,
-        cs: 1,
-    }
-}
-
 use crate::pool::min_len;
 pub use crate::pool::on_this_thread;
 
@@ -399,16 +361,40 @@ pub fn attention_fwd(
     Ok(())
 }
 
+thread_local! {
+    /// Score blocks kept between items on this thread: a C2 block is ~150 kB, which glibc
+    /// serves with `mmap`, so a fresh one per item costs page faults on every use.
+    static BLOCKS: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A zeroed `[n]` score block from this thread's [`BLOCKS`].
+fn score_block(n: usize) -> Vec<f32> {
+    let mut v = BLOCKS.with(|b| b.borrow_mut().pop()).unwrap_or_default();
+    v.clear();
+    v.resize(n, 0.0);
+    v
+}
+
+/// Returns a block to this thread's [`BLOCKS`] (at most two are kept).
+fn give_block(v: Vec<f32>) {
+    BLOCKS.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.len() < 2 {
+            b.push(v);
+        }
+    });
+}
+
 /// The scaled scores of one (KV group, query block) item, before masking.
 struct Scores {
     /// First query of the block.
     i0: usize,
     /// Stacked rows (`bq · group`).
     rows: usize,
-    /// Keys the block sees.
-    kv_len: usize,
     /// Row stride of `s` ([`padded`] `kv_len`).
     stride: usize,
+    /// Keys visible to each stacked row.
+    mask: Causal,
     /// `[rows, d]` the block's stacked queries.
     qs: Vec<f32>,
     /// `[rows, stride]` `scale · Q·Kᵀ` in the first `kv_len` columns of each row.
@@ -424,20 +410,15 @@ impl Scores {
         let mut qs = vec![0.0f32; rows * d];
         dims.pack(&mut qs, q, g, i0, bq);
         let stride = padded(kv_len);
-        let mut s = vec![0.0f32; rows * stride];
-        gemm_strided(
-            strided_mut(&mut s, rows, kv_len, stride),
-            mat_ref(&qs, rows, d),
-            dims.kt_view(k, g, kv_len),
-            false,
-            dims.scale,
-            Parallelism::None,
-        )?;
+        let mask = dims.mask(i0, kv_len);
+        let kt = dims.transposed(k, g, kv_len, stride);
+        let mut s = score_block(rows * stride);
+        tiles::nt(&mut s, stride, &qs, d, &kt, stride, rows, mask, dims.scale);
         Ok(Scores {
             i0,
             rows,
-            kv_len,
             stride,
+            mask,
             qs,
             s,
         })
@@ -458,8 +439,8 @@ fn fwd_block(
     let Scores {
         i0,
         rows,
-        kv_len,
         stride,
+        mask,
         qs,
         mut s,
     } = Scores::new(dims, g, qb, q, k)?;
@@ -476,17 +457,12 @@ fn fwd_block(
         &mut lse,
     );
     let mut o = qs;
-    gemm_strided(
-        mat_mut(&mut o, rows, d),
-        strided_ref(&s, rows, kv_len, stride),
-        dims.v_view(v, g, kv_len),
-        false,
-        1.0,
-        Parallelism::None,
-    )?;
+    let hd = dims.hkv * d;
+    tiles::nn(&mut o, d, &s, stride, dims.head(v, g), hd, rows, mask, 1.0);
     for (row, &c) in o.chunks_exact_mut(d).zip(&inv) {
         math::scale(row, c);
     }
+    give_block(s);
     Ok((o, lse))
 }
 
@@ -590,11 +566,12 @@ fn bwd_block(
     let Scores {
         i0,
         rows,
-        kv_len,
         stride,
+        mask,
         qs,
         s: mut p,
     } = Scores::new(dims, g, qb, q, k)?;
+    let kv_len = mask.cols;
     let mut dos = vec![0.0f32; rows * d];
     dims.pack(&mut dos, dout, g, i0, dims.block(qb).1);
     let mut row_lse = vec![0.0f32; rows];
@@ -608,46 +585,32 @@ fn bwd_block(
     probs_block(&mut p, stride, dims.limit(i0, 0), group, &row_lse);
     // dV = Pᵀ·dO (the stacked rows sum the group's heads).
     let mut dv = vec![0.0f32; kv_len * d];
-    gemm_strided(
-        mat_mut(&mut dv, kv_len, d),
-        strided_ref(&p, rows, kv_len, stride).t(),
-        mat_ref(&dos, rows, d),
-        false,
-        1.0,
-        Parallelism::None,
-    )?;
+    tiles::tn(&mut dv, d, &p, stride, &dos, rows, mask, 1.0);
     // dP = dO·Vᵀ
-    let mut dp = vec![0.0f32; rows * stride];
-    gemm_strided(
-        strided_mut(&mut dp, rows, kv_len, stride),
-        mat_ref(&dos, rows, d),
-        dims.kt_view(v, g, kv_len),
-        false,
-        1.0,
-        Parallelism::None,
-    )?;
+    let vt = dims.transposed(v, g, kv_len, stride);
+    let mut dp = score_block(rows * stride);
+    tiles::nt(&mut dp, stride, &dos, d, &vt, stride, rows, mask, 1.0);
     // dS = P ⊙ (dP − delta)
     softmax_grad_block(&mut dp, &p, stride, &delta);
     // dQ = scale · dS·K
     let mut dq = dos;
-    gemm_strided(
-        mat_mut(&mut dq, rows, d),
-        strided_ref(&dp, rows, kv_len, stride),
-        dims.v_view(k, g, kv_len),
-        false,
+    let hd = dims.hkv * d;
+    tiles::nn(
+        &mut dq,
+        d,
+        &dp,
+        stride,
+        dims.head(k, g),
+        hd,
+        rows,
+        mask,
         scale,
-        Parallelism::None,
-    )?;
+    );
     // dK = scale · dSᵀ·Q
     let mut dk = vec![0.0f32; kv_len * d];
-    gemm_strided(
-        mat_mut(&mut dk, kv_len, d),
-        strided_ref(&dp, rows, kv_len, stride).t(),
-        mat_ref(&qs, rows, d),
-        false,
-        scale,
-        Parallelism::None,
-    )?;
+    tiles::tn(&mut dk, d, &dp, stride, &qs, rows, mask, scale);
+    give_block(p);
+    give_block(dp);
     Ok(BlockGrads { dq, dk, dv })
 }
 

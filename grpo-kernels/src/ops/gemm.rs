@@ -681,19 +681,6 @@ pub(crate) struct MatRef<'a> {
     pub cs: usize,
 }
 
-impl MatRef<'_> {
-    /// The transposed view (no copy).
-    pub fn t(self) -> Self {
-        MatRef {
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-            ..self
-        }
-    }
-}
-
 /// A mutable strided matrix view into a slice (crate-internal).
 pub(crate) struct MatMut<'a> {
     pub data: &'a mut [f32],

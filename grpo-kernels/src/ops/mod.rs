@@ -22,6 +22,7 @@
 
 pub mod adamw;
 pub mod attention;
+mod attn_tiles;
 pub mod embedding;
 pub mod gemm;
 pub mod grad_norm;

@@ -1,0 +1,748 @@
+//! Register-tiled products of the attention kernel (crate-internal).
+//!
+//! The attention items multiply small blocks: a stacked query block `[rows ≤ 256, d]` by the
+//! keys or values of one KV head (`d` = 32…128), and score blocks `[rows, keys]` by `[keys,
+//! d]` panels. A general `gemm` call packs both operands and dispatches per call, which on
+//! C2's shapes (95 keys, `d` = 32) cost as much as the arithmetic. These three loops keep an
+//! `R × W` tile of the output in registers (up to 8 rows × 32 floats: 16 AVX-512
+//! accumulators), read each operand once per tile, use fused multiply-adds, and skip the
+//! parts of a block that the causal mask zeroes ([`Causal`]).
+//!
+//! Every output element is one fused multiply-add chain over the inner index in increasing
+//! order, so the result does not depend on the tile sizes, the row or column position, or
+//! which compiled version ([`multiversion!`]) runs: `f32::mul_add` is exactly rounded
+//! everywhere.
+//!
+//! Shapes (row-major, strides in floats):
+//! - [`nt`]: `c[r, j] = alpha · Σ_k a[r, k] · bt[k, j]` with `a [rows, d]` and `bt [d, ldb]`
+//!   (the transposed keys or values, zero-padded to `ldb`, a multiple of 16); columns are
+//!   written in 16-wide chunks up to row `r`'s visible columns rounded up to 16.
+//! - [`nn`]: `c[r, 0..n] = alpha · Σ_{j < visible(r)} a[r, j] · b[j, 0..n]` with `a [rows,
+//!   lda]` a masked score/probability block (zero beyond each row's visible columns) and `b`
+//!   the rows of one head in a `[keys, ldb]` buffer starting at `boff`.
+//! - [`tn`]: `c[j, 0..n] = alpha · Σ_r a[r, j] · b[r, 0..n]` over the rows that see column
+//!   `j`, with `a` as in [`nn`] and `b [rows, n]` contiguous; `c [cols, n]`.
+
+use super::math::multiversion;
+
+/// Output rows per register tile.
+const MR: usize = 8;
+/// Output columns per register tile (two AVX-512 registers).
+const NW: usize = 32;
+/// Column chunk of score rows (one AVX-512 register).
+const CW: usize = 16;
+
+/// The causal structure of a stacked score block: row `r` sees columns
+/// `0..min(limit0 + r / per, cols)`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Causal {
+    /// Columns visible to row 0.
+    pub limit0: usize,
+    /// Consecutive rows that share a limit (the query heads of one KV group).
+    pub per: usize,
+    /// Columns of the block (keys).
+    pub cols: usize,
+}
+
+impl Causal {
+    /// Columns visible to row `r`.
+    #[inline(always)]
+    fn visible(&self, r: usize) -> usize {
+        (self.limit0 + r / self.per).min(self.cols)
+    }
+
+    /// First row that sees column `j`.
+    #[inline(always)]
+    fn first_row(&self, j: usize) -> usize {
+        (j + 1).saturating_sub(self.limit0) * self.per
+    }
+}
+
+/// Copies rows `r0..r0 + R` of `a` (`[·, lda]`), columns `0..k`, transposed into `at`
+/// (`[k, R]`), so a tile's inner loop reads its `R` left-hand values from one place.
+#[inline(always)]
+fn pack_t<const R: usize>(at: &mut Vec<f32>, a: &[f32], lda: usize, r0: usize, k: usize) {
+    at.clear();
+    at.resize(k * R, 0.0);
+    for r in 0..R {
+        let row = &a[(r0 + r) * lda..(r0 + r) * lda + k];
+        for (kk, &x) in row.iter().enumerate() {
+            at[kk * R + r] = x;
+        }
+    }
+}
+
+/// One `R × W` tile of [`nt`] at rows `at` (`[d, R]` packed), columns `j0..j0 + W`.
+#[inline(always)]
+fn nt_tile<const R: usize, const W: usize>(
+    c: &mut [f32],
+    ldc: usize,
+    at: &[f32],
+    bt: &[f32],
+    ldb: usize,
+    j0: usize,
+    alpha: f32,
+) {
+    let mut acc = [[0.0f32; W]; R];
+    for (ak, bk) in at.chunks_exact(R).zip(bt.chunks_exact(ldb)) {
+        let b: &[f32; W] = bk[j0..j0 + W].try_into().expect("W columns");
+        for r in 0..R {
+            for l in 0..W {
+                acc[r][l] = ak[r].mul_add(b[l], acc[r][l]);
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        let row: &mut [f32; W] = (&mut c[r * ldc + j0..r * ldc + j0 + W])
+            .try_into()
+            .expect("W columns");
+        for l in 0..W {
+            row[l] = acc[l] * alpha;
+        }
+    }
+}
+
+/// [`nt`] over rows `r0..r0 + R`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn nt_rows<const R: usize>(
+    c: &mut [f32],
+    ldc: usize,
+    a: &[f32],
+    d: usize,
+    bt: &[f32],
+    ldb: usize,
+    mask: Causal,
+    r0: usize,
+    alpha: f32,
+    at: &mut Vec<f32>,
+) {
+    pack_t::<R>(at, a, d, r0, d);
+    let end = mask.visible(r0 + R - 1).next_multiple_of(CW).min(ldb);
+    let c = &mut c[r0 * ldc..];
+    let mut j0 = 0;
+    while j0 + NW <= end {
+        nt_tile::<R, NW>(c, ldc, at, bt, ldb, j0, alpha);
+        j0 += NW;
+    }
+    while j0 + CW <= end {
+        nt_tile::<R, CW>(c, ldc, at, bt, ldb, j0, alpha);
+        j0 += CW;
+    }
+}
+
+multiversion! {
+/// `c [rows, ldc] = alpha · a [rows, d] · bt [d, ldb]` on each row's visible columns (in
+/// 16-wide chunks); see the module doc.
+#[allow(clippy::too_many_arguments)]
+fn nt_portable(
+    c: &mut [f32],
+    ldc: usize,
+    a: &[f32],
+    d: usize,
+    bt: &[f32],
+    ldb: usize,
+    rows: usize,
+    mask: Causal,
+    alpha: f32,
+) {
+    let mut at = Vec::new();
+    let mut r0 = 0;
+    while r0 + MR <= rows {
+        nt_rows::<MR>(c, ldc, a, d, bt, ldb, mask, r0, alpha, &mut at);
+        r0 += MR;
+    }
+    while r0 < rows {
+        nt_rows::<1>(c, ldc, a, d, bt, ldb, mask, r0, alpha, &mut at);
+        r0 += 1;
+    }
+}
+}
+
+/// One `R × W` tile of [`nn`]: rows packed in `at` (`[k, R]`), output columns
+/// `n0..n0 + W`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn nn_tile<const R: usize, const W: usize>(
+    c: &mut [f32],
+    ldc: usize,
+    at: &[f32],
+    b: &[f32],
+    ldb: usize,
+    n0: usize,
+    alpha: f32,
+) {
+    let mut acc = [[0.0f32; W]; R];
+    for (ak, bj) in at.chunks_exact(R).zip(b.chunks(ldb)) {
+        let bv: &[f32; W] = bj[n0..n0 + W].try_into().expect("W columns");
+        for r in 0..R {
+            for l in 0..W {
+                acc[r][l] = ak[r].mul_add(bv[l], acc[r][l]);
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        let row: &mut [f32; W] = (&mut c[r * ldc + n0..r * ldc + n0 + W])
+            .try_into()
+            .expect("W columns");
+        for l in 0..W {
+            row[l] = acc[l] * alpha;
+        }
+    }
+}
+
+/// [`nn`] over rows `r0..r0 + R`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn nn_rows<const R: usize>(
+    c: &mut [f32],
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    mask: Causal,
+    r0: usize,
+    alpha: f32,
+    at: &mut Vec<f32>,
+) {
+    let k = mask.visible(r0 + R - 1);
+    pack_t::<R>(at, a, lda, r0, k);
+    let c = &mut c[r0 * n..];
+    let mut n0 = 0;
+    while n0 + NW <= n {
+        nn_tile::<R, NW>(c, n, at, b, ldb, n0, alpha);
+        n0 += NW;
+    }
+    while n0 + CW <= n {
+        nn_tile::<R, CW>(c, n, at, b, ldb, n0, alpha);
+        n0 += CW;
+    }
+    while n0 < n {
+        nn_tile::<R, 1>(c, n, at, b, ldb, n0, alpha);
+        n0 += 1;
+    }
+}
+
+multiversion! {
+/// `c [rows, n] = alpha · a [rows, lda] · b [keys, ldb]` (columns `0..n` of `b`'s rows,
+/// which start at `b[0]`) over each row's visible keys; see the module doc.
+#[allow(clippy::too_many_arguments)]
+fn nn_portable(
+    c: &mut [f32],
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    rows: usize,
+    mask: Causal,
+    alpha: f32,
+) {
+    let mut at = Vec::new();
+    let mut r0 = 0;
+    while r0 + MR <= rows {
+        nn_rows::<MR>(c, n, a, lda, b, ldb, mask, r0, alpha, &mut at);
+        r0 += MR;
+    }
+    while r0 < rows {
+        nn_rows::<1>(c, n, a, lda, b, ldb, mask, r0, alpha, &mut at);
+        r0 += 1;
+    }
+}
+}
+
+/// One `R × W` tile of [`tn`]: keys `j0..j0 + R`, output columns `n0..n0 + W`, summed over
+/// rows `r_start..rows`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tn_tile<const R: usize, const W: usize>(
+    c: &mut [f32],
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    j0: usize,
+    n0: usize,
+    r_start: usize,
+    rows: usize,
+    alpha: f32,
+) {
+    let mut acc = [[0.0f32; W]; R];
+    for r in r_start..rows {
+        let ar: &[f32; R] = a[r * lda + j0..r * lda + j0 + R]
+            .try_into()
+            .expect("R keys");
+        let bv: &[f32; W] = b[r * n + n0..r * n + n0 + W].try_into().expect("W columns");
+        for kk in 0..R {
+            for l in 0..W {
+                acc[kk][l] = ar[kk].mul_add(bv[l], acc[kk][l]);
+            }
+        }
+    }
+    for (kk, acc) in acc.iter().enumerate() {
+        let row: &mut [f32; W] = (&mut c[(j0 + kk) * n + n0..(j0 + kk) * n + n0 + W])
+            .try_into()
+            .expect("W columns");
+        for l in 0..W {
+            row[l] = acc[l] * alpha;
+        }
+    }
+}
+
+/// [`tn`] over keys `j0..j0 + R`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tn_keys<const R: usize>(
+    c: &mut [f32],
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    rows: usize,
+    mask: Causal,
+    j0: usize,
+    alpha: f32,
+) {
+    let r_start = mask.first_row(j0).min(rows);
+    let mut n0 = 0;
+    while n0 + NW <= n {
+        tn_tile::<R, NW>(c, n, a, lda, b, j0, n0, r_start, rows, alpha);
+        n0 += NW;
+    }
+    while n0 + CW <= n {
+        tn_tile::<R, CW>(c, n, a, lda, b, j0, n0, r_start, rows, alpha);
+        n0 += CW;
+    }
+    while n0 < n {
+        tn_tile::<R, 1>(c, n, a, lda, b, j0, n0, r_start, rows, alpha);
+        n0 += 1;
+    }
+}
+
+multiversion! {
+/// `c [cols, n] = alpha · a [rows, lda]ᵀ · b [rows, n]` over the rows that see each column;
+/// see the module doc.
+#[allow(clippy::too_many_arguments)]
+fn tn_portable(
+    c: &mut [f32],
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    rows: usize,
+    mask: Causal,
+    alpha: f32,
+) {
+    let cols = mask.cols;
+    let mut j0 = 0;
+    while j0 + MR <= cols {
+        tn_keys::<MR>(c, n, a, lda, b, rows, mask, j0, alpha);
+        j0 += MR;
+    }
+    while j0 < cols {
+        tn_keys::<1>(c, n, a, lda, b, rows, mask, j0, alpha);
+        j0 += 1;
+    }
+}
+}
+
+/// Whether the AVX-512 tiles run (checked once per call; `std` caches the detection).
+fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `c [rows, ldc] = alpha · a [rows, d] · bt [d, ldb]` on each row's visible columns (in
+/// 16-wide chunks); see the module doc.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn nt(
+    c: &mut [f32],
+    ldc: usize,
+    a: &[f32],
+    d: usize,
+    bt: &[f32],
+    ldb: usize,
+    rows: usize,
+    mask: Causal,
+    alpha: f32,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        return x86::nt(c, ldc, a, d, bt, ldb, rows, mask, alpha);
+    }
+    nt_portable(c, ldc, a, d, bt, ldb, rows, mask, alpha)
+}
+
+/// `c [rows, n] = alpha · a [rows, lda] · b [keys, ldb]` (columns `0..n` of `b`'s rows,
+/// which start at `b[0]`) over each row's visible keys; see the module doc.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn nn(
+    c: &mut [f32],
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    rows: usize,
+    mask: Causal,
+    alpha: f32,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        return x86::nn(c, n, a, lda, b, ldb, rows, mask, alpha);
+    }
+    nn_portable(c, n, a, lda, b, ldb, rows, mask, alpha)
+}
+
+/// `c [cols, n] = alpha · a [rows, lda]ᵀ · b [rows, n]` over the rows that see each column;
+/// see the module doc.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn tn(
+    c: &mut [f32],
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    rows: usize,
+    mask: Causal,
+    alpha: f32,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        return x86::tn(c, n, a, lda, b, rows, mask, alpha);
+    }
+    tn_portable(c, n, a, lda, b, rows, mask, alpha)
+}
+
+/// The same loops with AVX-512 intrinsics: LLVM's vectoriser lays the portable tiles out
+/// along the wrong dimension (the `tn` tile spilled its accumulators), so the register tile
+/// is spelled out here. Each output element is the same `fma` chain as in the portable
+/// loops, so both give the same bits. Every pointer offset is checked against its slice
+/// before a tile runs.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{CW, Causal, MR};
+    use std::arch::x86_64::*;
+
+    /// Lanes of the last vector of an `n`-column tile starting at `n0` with `v` vectors.
+    fn tail_mask(n: usize, n0: usize, v: usize) -> u16 {
+        let rem = n - n0 - CW * (v - 1);
+        if rem >= CW {
+            u16::MAX
+        } else {
+            (1u16 << rem) - 1
+        }
+    }
+
+    /// `c[r, 16·v + lane] = alpha · Σ_k a[k·aks + r·ars] · b[k·ldb + 16·v + lane]` over
+    /// `k in 0..kn` for an `R × V`-vector tile (row stride `ldc`); the last vector of each
+    /// row loads and stores only the lanes of `last`. The caller checks every offset.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile<const R: usize, const V: usize>(
+        c: *mut f32,
+        ldc: usize,
+        a: *const f32,
+        (aks, ars): (usize, usize),
+        b: *const f32,
+        ldb: usize,
+        kn: usize,
+        last: u16,
+        alpha: f32,
+    ) {
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); V]; R];
+            for k in 0..kn {
+                let mut bv = [_mm512_setzero_ps(); V];
+                for (v, x) in bv.iter_mut().enumerate() {
+                    let p = b.add(k * ldb + CW * v);
+                    *x = if v + 1 == V {
+                        _mm512_maskz_loadu_ps(last, p)
+                    } else {
+                        _mm512_loadu_ps(p)
+                    };
+                }
+                let ak = a.add(k * aks);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm512_set1_ps(*ak.add(r * ars));
+                    for (y, &z) in acc.iter_mut().zip(&bv) {
+                        *y = _mm512_fmadd_ps(x, z, *y);
+                    }
+                }
+            }
+            let al = _mm512_set1_ps(alpha);
+            for (r, acc) in acc.iter().enumerate() {
+                for (v, &x) in acc.iter().enumerate() {
+                    let p = c.add(r * ldc + CW * v);
+                    let y = _mm512_mul_ps(x, al);
+                    if v + 1 == V {
+                        _mm512_mask_storeu_ps(p, last, y);
+                    } else {
+                        _mm512_storeu_ps(p, y);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The left operand of a tile: `R` values per inner index `k`, value `(k, r)` at
+    /// `a[a0 + k·aks + r·ars]`.
+    #[derive(Clone, Copy)]
+    struct Lhs<'a> {
+        a: &'a [f32],
+        a0: usize,
+        aks: usize,
+        ars: usize,
+    }
+
+    /// Checks that a tile reading `R` left values per `k` from `lhs` and `kn` rows of `b`
+    /// (stride `ldb`, from `b0`, `cols` wide), and writing `c` (`R` rows of stride `ldc`,
+    /// from `c0`, `cols` wide) stays inside all three.
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        lhs: Lhs<'_>,
+        r: usize,
+        b: &[f32],
+        b0: usize,
+        ldb: usize,
+        kn: usize,
+        c: &[f32],
+        c0: usize,
+        ldc: usize,
+        cols: usize,
+    ) {
+        if kn > 0 {
+            let last_a = lhs.a0 + (kn - 1) * lhs.aks + (r - 1) * lhs.ars;
+            assert!(last_a < lhs.a.len(), "tile reads past a");
+            assert!(b0 + (kn - 1) * ldb + cols <= b.len(), "tile reads past b");
+        }
+        assert!(c0 + (r - 1) * ldc + cols <= c.len(), "tile writes past c");
+    }
+
+    /// Columns `0..n` of `R` output rows: tiles of 2, then 1 (possibly partial) vectors.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn row_panel<const R: usize>(
+        c: &mut [f32],
+        c0: usize,
+        ldc: usize,
+        lhs: Lhs<'_>,
+        b: &[f32],
+        b0: usize,
+        ldb: usize,
+        kn: usize,
+        n: usize,
+        alpha: f32,
+    ) {
+        let mut n0 = 0;
+        while n0 < n {
+            let cols = (n - n0).min(2 * CW);
+            check(lhs, R, b, b0 + n0, ldb, kn, c, c0 + n0, ldc, cols);
+            // SAFETY: `check` bounds every load and store of the tile; AVX-512F is present
+            // (the caller checked).
+            unsafe {
+                let (bp, cp) = (b.as_ptr().add(b0 + n0), c.as_mut_ptr().add(c0 + n0));
+                let ap = lhs.a.as_ptr().add(lhs.a0);
+                let st = (lhs.aks, lhs.ars);
+                if cols > CW {
+                    let last = tail_mask(n, n0, 2);
+                    tile::<R, 2>(cp, ldc, ap, st, bp, ldb, kn, last, alpha);
+                } else {
+                    let last = tail_mask(n, n0, 1);
+                    tile::<R, 1>(cp, ldc, ap, st, bp, ldb, kn, last, alpha);
+                }
+            }
+            n0 += cols;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn nt(
+        c: &mut [f32],
+        ldc: usize,
+        a: &[f32],
+        d: usize,
+        bt: &[f32],
+        ldb: usize,
+        rows: usize,
+        mask: Causal,
+        alpha: f32,
+    ) {
+        let end = |r: usize| mask.visible(r).next_multiple_of(CW).min(ldb);
+        let lhs = |r0| Lhs {
+            a,
+            a0: r0 * d,
+            aks: 1,
+            ars: d,
+        };
+        let mut r0 = 0;
+        while r0 < rows {
+            if r0 + MR <= rows {
+                let n = end(r0 + MR - 1);
+                row_panel::<MR>(c, r0 * ldc, ldc, lhs(r0), bt, 0, ldb, d, n, alpha);
+                r0 += MR;
+            } else {
+                row_panel::<1>(c, r0 * ldc, ldc, lhs(r0), bt, 0, ldb, d, end(r0), alpha);
+                r0 += 1;
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn nn(
+        c: &mut [f32],
+        n: usize,
+        a: &[f32],
+        lda: usize,
+        b: &[f32],
+        ldb: usize,
+        rows: usize,
+        mask: Causal,
+        alpha: f32,
+    ) {
+        let lhs = |r0| Lhs {
+            a,
+            a0: r0 * lda,
+            aks: 1,
+            ars: lda,
+        };
+        let mut r0 = 0;
+        while r0 < rows {
+            if r0 + MR <= rows {
+                let k = mask.visible(r0 + MR - 1);
+                row_panel::<MR>(c, r0 * n, n, lhs(r0), b, 0, ldb, k, n, alpha);
+                r0 += MR;
+            } else {
+                let k = mask.visible(r0);
+                row_panel::<1>(c, r0 * n, n, lhs(r0), b, 0, ldb, k, n, alpha);
+                r0 += 1;
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn tn(
+        c: &mut [f32],
+        n: usize,
+        a: &[f32],
+        lda: usize,
+        b: &[f32],
+        rows: usize,
+        mask: Causal,
+        alpha: f32,
+    ) {
+        let cols = mask.cols;
+        let mut j0 = 0;
+        while j0 < cols {
+            let r_start = mask.first_row(j0).min(rows);
+            let kn = rows - r_start;
+            let lhs = Lhs {
+                a,
+                a0: r_start * lda + j0,
+                aks: lda,
+                ars: 1,
+            };
+            if j0 + MR <= cols {
+                row_panel::<MR>(c, j0 * n, n, lhs, b, r_start * n, n, kn, n, alpha);
+                j0 += MR;
+            } else {
+                row_panel::<1>(c, j0 * n, n, lhs, b, r_start * n, n, kn, n, alpha);
+                j0 += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn randv(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// A block masked like the attention's: zero beyond each row's visible columns.
+    fn masked(rows: usize, stride: usize, mask: Causal, seed: u64) -> Vec<f32> {
+        let mut a = randv(rows * stride, seed);
+        for r in 0..rows {
+            a[r * stride + mask.visible(r)..(r + 1) * stride].fill(0.0);
+        }
+        a
+    }
+
+    #[test]
+    fn products_match_naive_sums_on_odd_shapes() {
+        // Shapes with row, key and column tails; per = 1 (one head) and 4 (stacked group).
+        for &(rows, cols, d, per, limit0) in &[
+            (37usize, 45usize, 32usize, 4usize, 36usize),
+            (9, 95, 24, 1, 87),
+            (64, 17, 40, 4, 2),
+            (7, 3, 5, 7, 3),
+        ] {
+            let mask = Causal { limit0, per, cols };
+            let stride = cols.next_multiple_of(CW);
+            let a = randv(rows * d, 1);
+            let mut bt = vec![0.0f32; d * stride];
+            let kv = randv(cols * d, 2);
+            for j in 0..cols {
+                for k in 0..d {
+                    bt[k * stride + j] = kv[j * d + k];
+                }
+            }
+            let mut s = vec![f32::NAN; rows * stride];
+            nt(&mut s, stride, &a, d, &bt, stride, rows, mask, 0.5);
+            let mut s2 = vec![f32::NAN; rows * stride];
+            nt_portable(&mut s2, stride, &a, d, &bt, stride, rows, mask, 0.5);
+            for r in 0..rows {
+                for j in 0..mask.visible(r) {
+                    let want: f32 = (0..d).map(|k| a[r * d + k] * kv[j * d + k]).sum();
+                    assert!((s[r * stride + j] - 0.5 * want).abs() < 1e-5, "nt {r} {j}");
+                    assert_eq!(s[r * stride + j].to_bits(), s2[r * stride + j].to_bits());
+                }
+            }
+            let p = masked(rows, stride, mask, 3);
+            let mut o = vec![f32::NAN; rows * d];
+            nn(&mut o, d, &p, stride, &kv, d, rows, mask, 2.0);
+            let mut o2 = vec![f32::NAN; rows * d];
+            nn_portable(&mut o2, d, &p, stride, &kv, d, rows, mask, 2.0);
+            assert_eq!(bits(&o), bits(&o2), "nn: AVX-512 and portable bits");
+            for r in 0..rows {
+                for x in 0..d {
+                    let want: f32 = (0..cols).map(|j| p[r * stride + j] * kv[j * d + x]).sum();
+                    assert!((o[r * d + x] - 2.0 * want).abs() < 1e-5, "nn {r} {x}");
+                }
+            }
+            let dout = randv(rows * d, 4);
+            let mut dv = vec![f32::NAN; cols * d];
+            tn(&mut dv, d, &p, stride, &dout, rows, mask, 1.0);
+            let mut dv2 = vec![f32::NAN; cols * d];
+            tn_portable(&mut dv2, d, &p, stride, &dout, rows, mask, 1.0);
+            assert_eq!(bits(&dv), bits(&dv2), "tn: AVX-512 and portable bits");
+            for j in 0..cols {
+                for x in 0..d {
+                    let want: f32 = (0..rows).map(|r| p[r * stride + j] * dout[r * d + x]).sum();
+                    assert!((dv[j * d + x] - want).abs() < 1e-5, "tn {j} {x}");
+                }
+            }
+        }
+    }
+}
