@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::forward::{
-    Activations, Ctx, FwdScratch, Gemm, Job, LayerActs, MLP_TILE, Span, mlp_tiled, scratch,
+    Activations, Ctx, FwdScratch, Gemm, Job, Keep, LayerActs, MLP_TILE, Span, mlp_tiled, scratch,
     span_rows, task_per_span,
 };
 use crate::model::Model;
@@ -227,6 +227,7 @@ impl Model {
     /// span's rows before the shared projections run, so a shared prompt's gradient is
     /// accumulated once. The normalised inputs and the SwiGLU activation are recomputed
     /// from the saved layer input, `x_mid`, gate and up.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn layer_bwd(
         &self,
         l: usize,
@@ -235,6 +236,7 @@ impl Model {
         dout: &[f32],
         dx: &mut [f32],
         spans: &[Span<'_>],
+        keep: Option<&Keep>,
         grads: &mut [f32],
         ws: &mut BwdScratch,
     ) -> Result<()> {
@@ -250,9 +252,11 @@ impl Model {
         // `MLP_TILE`): one task per pool thread takes a fixed, contiguous share of the rows,
         // tile by tile, into its own weight-gradient partial; the partials are added in task
         // order, so the sums do not depend on scheduling.
+        // The MLP half runs over the rows the layer outputs (`tq`: the kept rows with `keep`).
+        let tq = a.rstd2.len();
         let mut dmid_buf = std::mem::take(&mut ws.dmid);
-        let dmid = scratch(&mut dmid_buf, t * h);
-        if mlp_tiled(t) {
+        let dmid = scratch(&mut dmid_buf, tq * h);
+        if mlp_tiled(tq) {
             self.mlp_bwd_tiled(l, a, dout, dmid, grads)?;
         } else {
             let rows = MlpRows {
@@ -281,9 +285,14 @@ impl Model {
             qk_norm: lo.qk_norm,
         };
         let rows = AttnRows::of(a);
-        match attn_tiles(spans, t) {
-            Some(tiles) => self.attn_bwd_tiled(l, x, rows, spans, &tiles, dmid, dx, grads)?,
-            None => self.attn_bwd_rows(l, x, rows, spans, dmid, dx, grads, lo_slots, ws)?,
+        match (keep, attn_tiles(spans, t)) {
+            (Some(keep), _) if tq < t => {
+                self.attn_bwd_rows(l, x, rows, spans, Some(keep), dmid, dx, grads, lo_slots, ws)?
+            }
+            (_, Some(tiles)) => self.attn_bwd_tiled(l, x, rows, spans, &tiles, dmid, dx, grads)?,
+            (_, None) => {
+                self.attn_bwd_rows(l, x, rows, spans, None, dmid, dx, grads, lo_slots, ws)?
+            }
         }
         ws.dmid = dmid_buf;
         Ok(())
@@ -384,7 +393,8 @@ impl Model {
 
     /// Backward of layer `l`'s attention half over a block of `T` rows made of `spans`
     /// (offsets relative to the block; contexts inside it): `dx [T, H]` is overwritten with
-    /// d loss / d layer input from `dmid [T, H]` (d loss / d x_mid); the o/q/k/v, input-norm,
+    /// d loss / d layer input from `dmid [K, H]` (d loss / d x_mid on the `K` rows `keep`
+    /// keeps, all `T` without it); the o/q/k/v, input-norm,
     /// bias and QK-norm weight gradients are **accumulated** into `grads` at `slots`.
     #[allow(clippy::too_many_arguments)]
     fn attn_bwd_rows(
@@ -393,6 +403,7 @@ impl Model {
         x: &[f32],
         a: AttnRows<'_>,
         spans: &[Span<'_>],
+        keep: Option<&Keep>,
         dmid: &[f32],
         dx: &mut [f32],
         grads: &mut [f32],
@@ -405,12 +416,22 @@ impl Model {
         let lo = self.layout.layers[l];
         let t = x.len() / h;
         let eps = c.rms_norm_eps;
+        // Query-side rows: all of them, or the kept ones (the last layer, see `Keep`).
+        let all_rows;
+        let keep = match keep {
+            Some(k) => k,
+            None => {
+                all_rows = Keep::all(spans);
+                &all_rows
+            }
+        };
+        let tq = keep.rows();
         // Attention: x_mid = x + o_proj(att)
-        let datt = scratch(&mut ws.datt, t * qd);
-        input_grad(datt, dmid, self.w(lo.o, h * qd), t, qd, h, false)?;
-        acc_weight_grad(g(grads, slots.o, h * qd), dmid, a.att, t, qd, h)?;
+        let datt = scratch(&mut ws.datt, tq * qd);
+        input_grad(datt, dmid, self.w(lo.o, h * qd), tq, qd, h, false)?;
+        acc_weight_grad(g(grads, slots.o, h * qd), dmid, a.att, tq, qd, h)?;
         let scale = 1.0 / (d as f32).sqrt();
-        let dq = scratch(&mut ws.dq, t * qd);
+        let dq = scratch(&mut ws.dq, tq * qd);
         let dk = scratch(&mut ws.dk, t * kvd);
         let dv = scratch(&mut ws.dv, t * kvd);
         // dq is overwritten span by span (the spans cover every row); dk/dv accumulate.
@@ -421,17 +442,23 @@ impl Model {
         // returns the gradient of its whole context, added below in span order so the sums do
         // not depend on scheduling.
         type CtxGrads = Option<(Vec<f32>, Vec<f32>)>;
-        let attend = |sp: &Span<'_>, dqs: &mut [f32], dks: &mut [f32], dvs: &mut [f32]| {
-            if sp.t == 0 {
+        let attend = |(sp, qsp): (&Span<'_>, &Span<'_>),
+                      dqs: &mut [f32],
+                      dks: &mut [f32],
+                      dvs: &mut [f32]| {
+            if qsp.t == 0 {
                 return Ok(None);
             }
             let (r0, r1) = (sp.off, sp.off + sp.t);
+            let (q0, q1) = (qsp.off, qsp.off + qsp.t);
             let (douts, qs, outs) = (
-                &datt[r0 * qd..r1 * qd],
-                &a.q[r0 * qd..r1 * qd],
-                &a.att[r0 * qd..r1 * qd],
+                &datt[q0 * qd..q1 * qd],
+                &a.q[q0 * qd..q1 * qd],
+                &a.att[q0 * qd..q1 * qd],
             );
-            let lse = &a.lse[hq * r0..hq * r1];
+            let lse = &a.lse[hq * q0..hq * q1];
+            // The kept queries are the span's last `qsp.t` rows.
+            let skip = sp.t - qsp.t;
             let own_k = &a.k[r0 * kvd..r1 * kvd];
             let own_v = &a.v[r0 * kvd..r1 * kvd];
             match (sp.ctx, self.ctx_kv(sp, spans, a.k, a.v)) {
@@ -442,15 +469,29 @@ impl Model {
                     let mut dkc = vec![0.0; tk * kvd];
                     let mut dvc = vec![0.0; tk * kvd];
                     attention_bwd(
-                        dqs, &mut dkc, &mut dvc, douts, qs, &kc, &vc, outs, lse, sp.t, tk, hq, hkv,
-                        d, sp.pos0, scale,
+                        dqs,
+                        &mut dkc,
+                        &mut dvc,
+                        douts,
+                        qs,
+                        &kc,
+                        &vc,
+                        outs,
+                        lse,
+                        qsp.t,
+                        tk,
+                        hq,
+                        hkv,
+                        d,
+                        sp.pos0 + skip,
+                        scale,
                     )?;
                     Ok(Some((dkc, dvc)))
                 }
                 (Ctx::None, _) => {
                     attention_bwd(
-                        dqs, dks, dvs, douts, qs, own_k, own_v, outs, lse, sp.t, sp.t, hq, hkv, d,
-                        0, scale,
+                        dqs, dks, dvs, douts, qs, own_k, own_v, outs, lse, qsp.t, sp.t, hq, hkv, d,
+                        skip, scale,
                     )?;
                     Ok(None)
                 }
@@ -460,17 +501,17 @@ impl Model {
             }
         };
         let per_span = task_per_span(spans);
-        let ctx_grads: Vec<CtxGrads> = span_rows(dq, spans, qd)?
+        let ctx_grads: Vec<CtxGrads> = span_rows(dq, &keep.qspans, qd)?
             .into_par_iter()
             .zip(span_rows(dk, spans, kvd)?)
             .zip(span_rows(dv, spans, kvd)?)
-            .zip(spans)
+            .zip(spans.par_iter().zip(&keep.qspans))
             .with_min_len(if per_span { 1 } else { usize::MAX })
-            .map(|(((dqs, dks), dvs), sp)| -> Result<CtxGrads> {
+            .map(|(((dqs, dks), dvs), spq)| -> Result<CtxGrads> {
                 if per_span {
-                    on_this_thread(|| attend(sp, dqs, dks, dvs))
+                    on_this_thread(|| attend(spq, dqs, dks, dvs))
                 } else {
-                    attend(sp, dqs, dks, dvs)
+                    attend(spq, dqs, dks, dvs)
                 }
             })
             .collect::<Result<_>>()?;
@@ -493,11 +534,11 @@ impl Model {
             }
         }
         let positions: Vec<usize> = spans.iter().flat_map(|s| s.pos0..s.pos0 + s.t).collect();
-        rope_bwd(dq, &positions, hq, d, &self.rope)?;
+        rope_bwd(dq, &keep.positions(), hq, d, &self.rope)?;
         rope_bwd(dk, &positions, hkv, d, &self.rope)?;
         let (dq, dk): (&[f32], &[f32]) =
             if let (Some((qn, kn)), Some((gqn, gkn))) = (lo.qk_norm, slots.qk_norm) {
-                let dq_pre = scratch(&mut ws.dq_pre, t * qd);
+                let dq_pre = scratch(&mut ws.dq_pre, tq * qd);
                 let dk_pre = scratch(&mut ws.dk_pre, t * kvd);
                 rmsnorm_bwd(
                     dq_pre,
@@ -506,7 +547,7 @@ impl Model {
                     a.q_pre,
                     self.w(qn, d),
                     a.q_rstd,
-                    t * hq,
+                    tq * hq,
                     d,
                 )?;
                 rmsnorm_bwd(
@@ -533,10 +574,23 @@ impl Model {
         let rstd = scratch(&mut ws.rstd, t);
         rmsnorm_fwd(xn1, rstd, x, self.w(lo.input_norm, h), t, h, eps)?;
         let dxn1 = scratch(&mut ws.dxn, t * h);
-        input_grad(dxn1, dq, self.w(lo.q, qd * h), t, h, qd, false)?;
-        input_grad(dxn1, dk, self.w(lo.k, kvd * h), t, h, kvd, true)?;
-        input_grad(dxn1, dv, self.w(lo.v, kvd * h), t, h, kvd, true)?;
-        acc_weight_grad(g(grads, slots.q, qd * h), dq, xn1, t, h, qd)?;
+        if tq == t {
+            input_grad(dxn1, dq, self.w(lo.q, qd * h), t, h, qd, false)?;
+            input_grad(dxn1, dk, self.w(lo.k, kvd * h), t, h, kvd, true)?;
+            input_grad(dxn1, dv, self.w(lo.v, kvd * h), t, h, kvd, true)?;
+            acc_weight_grad(g(grads, slots.q, qd * h), dq, xn1, t, h, qd)?;
+        } else {
+            // Queries only on the kept rows: their input gradient is added into those rows,
+            // and Wq's gradient reads the kept rows of the normalised input.
+            input_grad(dxn1, dk, self.w(lo.k, kvd * h), t, h, kvd, false)?;
+            input_grad(dxn1, dv, self.w(lo.v, kvd * h), t, h, kvd, true)?;
+            let mut part = self.buffers.take(tq * h);
+            input_grad(&mut part, dq, self.w(lo.q, qd * h), tq, h, qd, false)?;
+            keep.scatter_add(dxn1, &part, spans, h);
+            keep.gather(&mut part, xn1, spans, h);
+            acc_weight_grad(g(grads, slots.q, qd * h), dq, &part, tq, h, qd)?;
+            self.buffers.give(part);
+        }
         acc_weight_grad(g(grads, slots.k, kvd * h), dk, xn1, t, h, kvd)?;
         acc_weight_grad(g(grads, slots.v, kvd * h), dv, xn1, t, h, kvd)?;
         rmsnorm_bwd(
@@ -549,8 +603,12 @@ impl Model {
             t,
             h,
         )?;
-        for (x, m) in dx.iter_mut().zip(dmid.iter()) {
-            *x += m;
+        if tq == t {
+            for (x, m) in dx.iter_mut().zip(dmid.iter()) {
+                *x += m;
+            }
+        } else {
+            keep.scatter_add(dx, dmid, spans, h);
         }
         Ok(())
     }
@@ -660,6 +718,7 @@ impl Model {
                             &x[r0 * h..r1 * h],
                             a.rows(r0, r1, c),
                             &local,
+                            None,
                             &dmid[r0 * h..r1 * h],
                             &mut dx_run[(r0 - base) * h..(r1 - base) * h],
                             &mut part,
@@ -768,7 +827,9 @@ impl Model {
         if let Some(de) = dentropy {
             check("dentropy", de)?;
         }
+        // Rows of the loss head (the last layer's kept rows) and of the other layers.
         let n_rows = acts.acts.xf.len() / h;
+        let n_all = acts.positions_computed();
         let spans = acts.spans();
         // Loss head: fused lm_head/log-softmax backward, scattered to the batch rows.
         let mut dxf = vec![0.0; n_rows * h];
@@ -817,13 +878,14 @@ impl Model {
                 }
             }
         }
-        if n_rows == 0 {
+        if n_rows == 0 || n_all == 0 {
+            // No completion token: nothing flows back.
             return Ok(());
         }
-        // Final norm.
-        let mut dx = self.buffers.take(n_rows * h);
+        // Final norm, into the first `n_rows` rows of `dx`.
+        let mut dx = self.buffers.take(n_all * h);
         rmsnorm_bwd(
-            &mut dx,
+            &mut dx[..n_rows * h],
             g(grads, self.layout.final_norm, h),
             &dxf,
             &acts.acts.inputs[nl],
@@ -834,19 +896,35 @@ impl Model {
         )?;
         drop(dxf);
         // Layers, last to first; `dx` and `dnext` swap roles each layer.
-        let mut dnext = self.buffers.take(n_rows * h);
+        let mut dnext = self.buffers.take(n_all * h);
         let mut ws = self.bwd_scratch.take();
         let mut fws = FwdScratch::default();
         for l in (0..nl).rev() {
             let x = &acts.acts.inputs[l];
+            let keep = (l + 1 == nl).then_some(&acts.keep);
             let recomputed;
             let layer = if acts.opts.recompute {
-                recomputed = self.layer_fwd_with(l, x, &spans, &mut fws, Gemm::Fast)?.0;
+                recomputed = self
+                    .layer_fwd_with(l, x, &spans, keep, &mut fws, Gemm::Fast)?
+                    .0;
                 &recomputed
             } else {
                 &acts.acts.layers[l]
             };
-            self.layer_bwd(l, x, layer, &dx, &mut dnext, &spans, grads, &mut ws)?;
+            // d loss / d layer output covers the rows the layer output: the kept rows for
+            // the last layer, all rows below it.
+            let n_out = if l + 1 == nl { n_rows } else { n_all };
+            self.layer_bwd(
+                l,
+                x,
+                layer,
+                &dx[..n_out * h],
+                &mut dnext,
+                &spans,
+                keep,
+                grads,
+                &mut ws,
+            )?;
             std::mem::swap(&mut dx, &mut dnext);
         }
         let tokens: Vec<u32> = acts

@@ -160,6 +160,86 @@ pub(crate) struct Span<'a> {
     pub ctx: Ctx<'a>,
 }
 
+/// The rows of a layer whose outputs are read: in the last layer only the rows that
+/// predict a completion token feed the loss head, so a prompt's leading rows there need
+/// their keys and values (later rows attend to them) but not their queries, attention
+/// output, o_proj or MLP (on C2 a third of the last layer's rows). Each span keeps its last
+/// `qspans[i].t` rows; `qspans[i].off` is the first of them in the compact `[K, ·]`
+/// query-side buffers.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Keep {
+    /// Per span: (first compact row, kept rows); `pos0` and `ctx` unused.
+    pub qspans: Vec<Span<'static>>,
+}
+
+impl Keep {
+    /// Every row of every span kept.
+    pub(crate) fn all(spans: &[Span<'_>]) -> Keep {
+        Keep::with_skips(spans, &vec![0; spans.len()])
+    }
+
+    /// Span `i` without its first `skips[i]` rows (clamped to its length).
+    pub(crate) fn with_skips(spans: &[Span<'_>], skips: &[usize]) -> Keep {
+        let mut off = 0;
+        let qspans = spans
+            .iter()
+            .zip(skips)
+            .map(|(sp, &skip)| {
+                let t = sp.t - skip.min(sp.t);
+                let q = Span {
+                    off,
+                    t,
+                    pos0: sp.pos0 + sp.t - t,
+                    ctx: Ctx::None,
+                };
+                off += t;
+                q
+            })
+            .collect();
+        Keep { qspans }
+    }
+
+    /// Kept rows (K).
+    pub(crate) fn rows(&self) -> usize {
+        self.qspans.iter().map(|q| q.t).sum()
+    }
+
+    /// Batch rows of the kept rows, in order.
+    pub(crate) fn batch_rows<'s>(
+        &'s self,
+        spans: &'s [Span<'_>],
+    ) -> impl Iterator<Item = usize> + 's {
+        spans
+            .iter()
+            .zip(&self.qspans)
+            .flat_map(|(sp, q)| sp.off + sp.t - q.t..sp.off + sp.t)
+    }
+
+    /// Positions of the kept rows.
+    pub(crate) fn positions(&self) -> Vec<usize> {
+        self.qspans
+            .iter()
+            .flat_map(|q| q.pos0..q.pos0 + q.t)
+            .collect()
+    }
+
+    /// `out [K, w]` = the kept rows of `x [N, w]`.
+    pub(crate) fn gather(&self, out: &mut [f32], x: &[f32], spans: &[Span<'_>], w: usize) {
+        for (dst, r) in out.chunks_exact_mut(w).zip(self.batch_rows(spans)) {
+            dst.copy_from_slice(&x[r * w..(r + 1) * w]);
+        }
+    }
+
+    /// `dst [N, w]` kept rows `+= src [K, w]`.
+    pub(crate) fn scatter_add(&self, dst: &mut [f32], src: &[f32], spans: &[Span<'_>], w: usize) {
+        for (s, r) in src.chunks_exact(w).zip(self.batch_rows(spans)) {
+            for (a, b) in dst[r * w..(r + 1) * w].iter_mut().zip(s) {
+                *a += b;
+            }
+        }
+    }
+}
+
 /// Saved state of a batch of segments; every per-row tensor is all segments' rows stacked.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct BatchActs {
@@ -191,6 +271,8 @@ pub(crate) struct Job {
 pub struct Activations {
     pub(crate) segs: Vec<Segment>,
     pub(crate) offs: Vec<usize>,
+    /// Rows the last layer computes past keys/values (job rows index into them).
+    pub(crate) keep: Keep,
     pub(crate) acts: BatchActs,
     pub(crate) jobs: Vec<Job>,
     pub(crate) opts: ForwardOptions,
@@ -382,16 +464,27 @@ impl Model {
         x: &[f32],
         spans: &[Span<'_>],
     ) -> Result<(LayerActs, Vec<f32>)> {
-        self.layer_fwd_with(l, x, spans, &mut FwdScratch::default(), Gemm::RowInvariant)
+        self.layer_fwd_with(
+            l,
+            x,
+            spans,
+            None,
+            &mut FwdScratch::default(),
+            Gemm::RowInvariant,
+        )
     }
 
     /// [`Model::layer_fwd_infer`] with caller-owned temporaries (reused across layers) and a
-    /// choice of kernel for the linear products.
+    /// choice of kernel for the linear products. With `keep` (the last layer, see [`Keep`]),
+    /// keys and values cover every row but queries, attention output, o_proj and the MLP only
+    /// each span's kept rows: the saved query-side activations and the returned output are
+    /// `[K, ·]` over the kept rows, in order.
     pub(crate) fn layer_fwd_with(
         &self,
         l: usize,
         x: &[f32],
         spans: &[Span<'_>],
+        keep: Option<&Keep>,
         ws: &mut FwdScratch,
         gemm: Gemm,
     ) -> Result<(LayerActs, Vec<f32>)> {
@@ -418,10 +511,30 @@ impl Model {
             h,
             c.rms_norm_eps,
         )?;
-        let mut q = self.buffers.take(t * qd);
+        let all_rows = Keep::all(spans);
+        let keep = keep.unwrap_or(&all_rows);
+        let tq = keep.rows();
+        if keep.qspans.len() != spans.len() {
+            return Err(Error::InvalidInput(format!(
+                "layer_fwd: {} kept spans for {} spans",
+                keep.qspans.len(),
+                spans.len()
+            )));
+        }
+        // Query-side input: the kept rows of the normalised input.
+        let mut xq_buf = Vec::new();
+        let xq: &[f32] = if tq == t {
+            xn
+        } else {
+            xq_buf = self.buffers.take(tq * h);
+            keep.gather(&mut xq_buf, xn, spans, h);
+            &xq_buf
+        };
+        let mut q = self.buffers.take(tq * qd);
         let mut k = self.buffers.take(t * kvd);
         let mut v = self.buffers.take(t * kvd);
-        linear_with(&mut q, xn, self.w(lo.q, qd * h), t, h, qd, false, gemm)?;
+        linear_with(&mut q, xq, self.w(lo.q, qd * h), tq, h, qd, false, gemm)?;
+        self.buffers.give(xq_buf);
         linear_with(&mut k, xn, self.w(lo.k, kvd * h), t, h, kvd, false, gemm)?;
         linear_with(&mut v, xn, self.w(lo.v, kvd * h), t, h, kvd, false, gemm)?;
         if let Some((bq, bk, bv)) = lo.qkv_bias {
@@ -430,16 +543,16 @@ impl Model {
             add_bias(&mut v, self.w(bv, kvd));
         }
         if let Some((qn, kn)) = lo.qk_norm {
-            a.q_rstd = vec![0.0; t * hq];
+            a.q_rstd = vec![0.0; tq * hq];
             a.k_rstd = vec![0.0; t * hkv];
-            let mut qo = vec![0.0; t * qd];
+            let mut qo = vec![0.0; tq * qd];
             let mut ko = vec![0.0; t * kvd];
             rmsnorm_fwd(
                 &mut qo,
                 &mut a.q_rstd,
                 &q,
                 self.w(qn, d),
-                t * hq,
+                tq * hq,
                 d,
                 c.rms_norm_eps,
             )?;
@@ -462,55 +575,66 @@ impl Model {
                 positions.len()
             )));
         }
-        rope_fwd(&mut q, &positions, hq, d, &self.rope)?;
+        rope_fwd(&mut q, &keep.positions(), hq, d, &self.rope)?;
         rope_fwd(&mut k, &positions, hkv, d, &self.rope)?;
-        a.att = self.buffers.take(t * qd);
-        a.lse = self.buffers.take(hq * t);
+        a.att = self.buffers.take(tq * qd);
+        a.lse = self.buffers.take(hq * tq);
         let scale = 1.0 / (d as f32).sqrt();
         let per_span = task_per_span(spans);
-        let outs = span_rows(&mut a.att, spans, qd)?;
-        let lses = span_rows(&mut a.lse, spans, hq)?;
-        let attend = |sp: &Span<'_>, out: &mut [f32], lse: &mut [f32]| -> Result<()> {
-            if sp.t == 0 {
+        let outs = span_rows(&mut a.att, &keep.qspans, qd)?;
+        let lses = span_rows(&mut a.lse, &keep.qspans, hq)?;
+        let attend = |(sp, qsp): (&Span<'_>, &Span<'_>), out: &mut [f32], lse: &mut [f32]| {
+            if qsp.t == 0 {
                 return Ok(());
             }
             let (r0, r1) = (sp.off, sp.off + sp.t);
             let own_k = &k[r0 * kvd..r1 * kvd];
             let own_v = &v[r0 * kvd..r1 * kvd];
-            let qs = &q[r0 * qd..r1 * qd];
+            let qs = &q[qsp.off * qd..(qsp.off + qsp.t) * qd];
+            // The kept rows are the span's last `qsp.t`: their queries start `skip` rows in.
+            let skip = sp.t - qsp.t;
             match self.ctx_kv(sp, spans, &k, &v) {
                 Some((ck, cv)) if sp.pos0 > 0 => {
                     let kc = [ck, own_k].concat();
                     let vc = [cv, own_v].concat();
                     let tk = sp.pos0 + sp.t;
-                    attention_fwd(out, lse, qs, &kc, &vc, sp.t, tk, hq, hkv, d, sp.pos0, scale)?;
+                    let q0 = sp.pos0 + skip;
+                    attention_fwd(out, lse, qs, &kc, &vc, qsp.t, tk, hq, hkv, d, q0, scale)
                 }
-                _ => attention_fwd(out, lse, qs, own_k, own_v, sp.t, sp.t, hq, hkv, d, 0, scale)?,
+                _ => attention_fwd(
+                    out, lse, qs, own_k, own_v, qsp.t, sp.t, hq, hkv, d, skip, scale,
+                ),
             }
-            Ok(())
         };
         spans
             .par_iter()
+            .zip(&keep.qspans)
             .zip(outs)
             .zip(lses)
             .with_min_len(if per_span { 1 } else { usize::MAX })
-            .try_for_each(|((sp, out), lse)| {
+            .try_for_each(|((spq, out), lse)| {
                 if per_span {
-                    on_this_thread(|| attend(sp, out, lse))
+                    on_this_thread(|| attend(spq, out, lse))
                 } else {
-                    attend(sp, out, lse)
+                    attend(spq, out, lse)
                 }
             })?;
         a.q = q;
         a.k = k;
         a.v = v;
-        // x_mid = x + o_proj(att): the product is accumulated onto a copy of x.
-        a.x_mid = self.buffers.copy_of(x);
+        // x_mid = x + o_proj(att): the product is accumulated onto a copy of x's kept rows.
+        a.x_mid = if tq == t {
+            self.buffers.copy_of(x)
+        } else {
+            let mut xm = self.buffers.take(tq * h);
+            keep.gather(&mut xm, x, spans, h);
+            xm
+        };
         linear_with(
             &mut a.x_mid,
             &a.att,
             self.w(lo.o, h * qd),
-            t,
+            tq,
             qd,
             h,
             true,
@@ -518,10 +642,10 @@ impl Model {
         )?;
         // MLP (the backward runs it in row tiles, see `mlp_tiled`; here the saved `gate`/`up`
         // are written out either way, and measured on C2 the whole-batch products are faster).
-        a.rstd2 = vec![0.0; t];
-        a.gate = self.buffers.take(t * inter);
-        a.up = self.buffers.take(t * inter);
-        let mut out = self.buffers.take(t * h);
+        a.rstd2 = vec![0.0; tq];
+        a.gate = self.buffers.take(tq * inter);
+        a.up = self.buffers.take(tq * inter);
+        let mut out = self.buffers.take(tq * h);
         self.mlp_fwd_rows(
             l,
             &a.x_mid,
@@ -591,12 +715,15 @@ impl Model {
         )
     }
 
-    /// Runs all segments (stacked) through embedding, layers and final norm.
-    /// `save_inputs`: keep each layer's input; `save_layers`: keep every layer's activations.
+    /// Runs all segments (stacked) through embedding, layers and final norm; the last layer
+    /// and the final norm only over the rows `keep` keeps (see [`Keep`]), so `xf` and the
+    /// last saved input are `[K, H]`. `save_inputs`: keep each layer's input; `save_layers`:
+    /// keep every layer's activations.
     pub(crate) fn run_segments(
         &self,
         segs: &[Segment],
         offs: &[usize],
+        keep: &Keep,
         save_inputs: bool,
         save_layers: bool,
     ) -> Result<BatchActs> {
@@ -613,8 +740,10 @@ impl Model {
         )?;
         let mut acts = BatchActs::default();
         let mut ws = FwdScratch::default();
-        for l in 0..self.config.num_layers {
-            let (a, out) = self.layer_fwd_with(l, &x, &spans, &mut ws, Gemm::Fast)?;
+        let nl = self.config.num_layers;
+        for l in 0..nl {
+            let kept = (l + 1 == nl).then_some(keep);
+            let (a, out) = self.layer_fwd_with(l, &x, &spans, kept, &mut ws, Gemm::Fast)?;
             let x_in = std::mem::replace(&mut x, out);
             if save_inputs {
                 acts.inputs.push(x_in);
@@ -623,14 +752,15 @@ impl Model {
                 acts.layers.push(a);
             }
         }
-        acts.xf = self.buffers.take(n * h);
-        acts.rstd_f = vec![0.0; n];
+        let n_out = if nl == 0 { n } else { keep.rows() };
+        acts.xf = self.buffers.take(n_out * h);
+        acts.rstd_f = vec![0.0; n_out];
         rmsnorm_fwd(
             &mut acts.xf,
             &mut acts.rstd_f,
             &x,
             self.w(self.layout.final_norm, h),
-            n,
+            n_out,
             h,
             self.config.rms_norm_eps,
         )?;
@@ -810,6 +940,30 @@ impl Model {
         self.check_tokens(&format!("sequence {i} completion"), completion, total)
     }
 
+    /// The rows the loss head reads, as a [`Keep`] for the last layer: each segment from the
+    /// first row a job reads (with no layers, every row). Renumbers the jobs' rows to the
+    /// kept rows (the rows of `xf`).
+    fn keep_for_jobs(&self, segs: &[Segment], offs: &[usize], jobs: &mut [Job]) -> Keep {
+        let spans = spans(segs, offs);
+        let seg_of = |r: usize| offs.partition_point(|&o| o <= r).saturating_sub(1);
+        let mut skips: Vec<usize> = segs.iter().map(|s| s.tokens.len()).collect();
+        if self.config.num_layers == 0 {
+            skips.fill(0);
+        } else {
+            for &r in jobs.iter().flat_map(|j| &j.rows) {
+                let s = seg_of(r);
+                skips[s] = skips[s].min(r - offs[s]);
+            }
+        }
+        let keep = Keep::with_skips(&spans, &skips);
+        for r in jobs.iter_mut().flat_map(|j| &mut j.rows) {
+            let s = seg_of(*r);
+            let q = &keep.qspans[s];
+            *r = q.off + (*r - offs[s] - (spans[s].t - q.t));
+        }
+        keep
+    }
+
     fn forward_plan(
         &self,
         segs: Vec<Segment>,
@@ -817,13 +971,15 @@ impl Model {
         opts: ForwardOptions,
     ) -> Result<(ForwardOutput, Activations)> {
         let offs = offsets(&segs);
-        let acts = self.run_segments(&segs, &offs, true, !opts.recompute)?;
+        let keep = self.keep_for_jobs(&segs, &offs, &mut jobs);
+        let acts = self.run_segments(&segs, &offs, &keep, true, !opts.recompute)?;
         let out = self.run_jobs(&acts, &mut jobs, opts.vocab_chunk)?;
         Ok((
             out,
             Activations {
                 segs,
                 offs,
+                keep,
                 acts,
                 jobs,
                 opts,
@@ -857,14 +1013,18 @@ impl Model {
     /// Log-probs and entropies only (no activations kept beyond one layer).
     pub fn score(&self, batch: &[SeqInput<'_>]) -> Result<ForwardOutput> {
         let (segs, mut jobs) = self.plan_unshared(batch)?;
-        let acts = self.run_segments(&segs, &offsets(&segs), false, false)?;
+        let offs = offsets(&segs);
+        let keep = self.keep_for_jobs(&segs, &offs, &mut jobs);
+        let acts = self.run_segments(&segs, &offs, &keep, false, false)?;
         self.run_jobs(&acts, &mut jobs, ForwardOptions::default().vocab_chunk)
     }
 
     /// [`Model::score`] with shared prompts.
     pub fn score_grouped(&self, groups: &[GroupInput<'_>]) -> Result<ForwardOutput> {
         let (segs, mut jobs) = self.plan_grouped(groups)?;
-        let acts = self.run_segments(&segs, &offsets(&segs), false, false)?;
+        let offs = offsets(&segs);
+        let keep = self.keep_for_jobs(&segs, &offs, &mut jobs);
+        let acts = self.run_segments(&segs, &offs, &keep, false, false)?;
         self.run_jobs(&acts, &mut jobs, ForwardOptions::default().vocab_chunk)
     }
 }
@@ -872,6 +1032,73 @@ impl Model {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Arch, ModelConfig};
+
+    fn tiny(arch: Arch) -> Model {
+        let config = ModelConfig {
+            arch,
+            vocab_size: 40,
+            hidden_size: 32,
+            intermediate_size: 48,
+            num_layers: 2,
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim: 8,
+            max_position_embeddings: 64,
+            rms_norm_eps: 1e-6,
+            rope_theta: 10000.0,
+            tie_word_embeddings: false,
+            bos_token_id: None,
+            eos_token_ids: vec![1],
+            pad_token_id: None,
+        };
+        Model::new_random(config, 7).unwrap()
+    }
+
+    #[test]
+    fn last_layer_runs_only_the_rows_the_loss_reads() {
+        for arch in [Arch::Qwen2, Arch::Qwen3] {
+            let m = tiny(arch);
+            let (p1, c1, p2, c2) = (
+                vec![3u32, 4, 5, 6, 7],
+                vec![8u32, 9, 10],
+                vec![11u32],
+                vec![12u32, 13],
+            );
+            let batch = [
+                SeqInput {
+                    prompt: &p1,
+                    completion: &c1,
+                },
+                SeqInput {
+                    prompt: &p2,
+                    completion: &c2,
+                },
+            ];
+            let (out, acts) = m.forward(&batch, ForwardOptions::default()).unwrap();
+            // Layer 0 runs all 5 + 2 and 1 + 1 rows; the last layer only the 3 + 2 rows that
+            // predict a completion token.
+            let inter = m.config.intermediate_size;
+            assert_eq!(acts.acts.layers[0].gate.len(), 9 * inter);
+            assert_eq!(acts.acts.layers[1].gate.len(), 5 * inter);
+            assert_eq!(acts.acts.layers[1].k.len(), 9 * m.config.kv_dim());
+            assert_eq!(acts.acts.xf.len(), 5 * m.config.hidden_size);
+            // Same log-probs as a forward whose last layer keeps every row.
+            let (segs, mut jobs) = m.plan_unshared(&batch).unwrap();
+            let offs = offsets(&segs);
+            let all = Keep::all(&spans(&segs, &offs));
+            let full = m.run_segments(&segs, &offs, &all, false, false).unwrap();
+            let want = m.run_jobs(&full, &mut jobs, 16).unwrap();
+            for (a, b) in out
+                .logprobs
+                .iter()
+                .flatten()
+                .zip(want.logprobs.iter().flatten())
+            {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            }
+        }
+    }
 
     fn span(off: usize, t: usize) -> Span<'static> {
         Span {
