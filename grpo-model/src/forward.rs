@@ -424,12 +424,18 @@ pub(crate) fn linear_with(
     Ok(())
 }
 
+/// `x [N, n] += b [n]` on every row, split across the pool in blocks of rows.
 fn add_bias(x: &mut [f32], b: &[f32]) {
-    for row in x.chunks_mut(b.len()) {
-        for (v, bb) in row.iter_mut().zip(b) {
-            *v += bb;
-        }
+    if b.is_empty() {
+        return;
     }
+    x.par_chunks_mut(b.len() * 256).for_each(|rows| {
+        for row in rows.chunks_mut(b.len()) {
+            for (v, bb) in row.iter_mut().zip(b) {
+                *v += bb;
+            }
+        }
+    });
 }
 
 impl Model {
@@ -702,7 +708,7 @@ impl Model {
         let act = scratch(&mut ws.act, t * inter);
         swiglu_fwd(act, gate, up)?;
         // out = x_mid + down(act), accumulated onto a copy of x_mid.
-        out.copy_from_slice(x_mid);
+        crate::buffers::par_copy(out, x_mid);
         linear_with(
             out,
             act,
