@@ -5,15 +5,19 @@
 //! branch-free Cephes-style `expf` (range reduction by `ln 2`, degree-6 polynomial) that LLVM
 //! vectorises; its relative error is below 2 ulp for inputs in `[-87, 88]` (checked in the
 //! tests against f64), it returns exactly `0` below `-87` (so `-inf` maps to `0`) and
-//! saturates at `e^88` above `88`. Every caller applies it to `x − max ≤ 0`.
+//! saturates at `e^88` above `88`. Every caller applies it to `x − max ≤ 0` (except SwiGLU's
+//! sigmoid, which relies on the clamping). Its arithmetic is written as fused multiply-adds
+//! (`f32::mul_add`): a quarter fewer vector instructions than separate multiplies and adds
+//! (SwiGLU forward + backward on a C2 tile: −27%).
 //!
 //! The reductions accumulate in 16 independent f32 lanes (so they vectorise without
 //! reassociation flags) and combine the lanes in f64.
 //!
 //! The crate is built for the baseline x86-64 target (SSE2), so hot loops are compiled a
 //! second and third time with AVX2+FMA and AVX-512 enabled and picked at run time by
-//! [`multiversion!`]; all versions run the same scalar code (no FMA contraction, same lane
-//! order), so they return bit-identical results.
+//! [`multiversion!`]; all versions run the same scalar code (no implicit FMA contraction,
+//! explicit `mul_add` only, which is exactly rounded everywhere — a libm call on the SSE2
+//! baseline — and the same lane order), so they return bit-identical results.
 
 /// Lanes of the f32 accumulators (one AVX-512 register).
 pub(crate) const LANES: usize = 16;
@@ -67,14 +71,17 @@ pub(crate) fn exp(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding and subtracting rounds to nearest
     let xc = x.clamp(-87.0, 88.0);
-    let t = xc * LOG2E + ROUND;
+    // Fused multiply-adds throughout (exactly rounded on every target, so every compiled
+    // version still gives the same bits): a quarter fewer instructions than mul + add.
+    let t = xc.mul_add(LOG2E, ROUND);
     let n = t - ROUND;
-    let r = xc - n * LN2_HI - n * LN2_LO;
-    let p = ((((1.987_569_1e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 1.666_666_5e-1)
-        * r
-        + 0.5;
-    let y = p * r * r + r + 1.0;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, xc));
+    let p = 1.987_569_1e-4f32.mul_add(r, 1.398_2e-3);
+    let p = p.mul_add(r, 8.333_452e-3);
+    let p = p.mul_add(r, 4.166_579_6e-2);
+    let p = p.mul_add(r, 1.666_666_5e-1);
+    let p = p.mul_add(r, 0.5);
+    let y = p.mul_add(r * r, r) + 1.0;
     // `t = 1.5·2^23 + n` with |n| ≤ 127 holds the integer n in its low mantissa bits, so the
     // bit difference is n (two's complement); integer ops only, which vectorise (a float to
     // int cast would not: Rust's saturating `as` does not map to one SIMD instruction).
