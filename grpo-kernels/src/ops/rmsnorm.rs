@@ -12,8 +12,10 @@
 //!
 //! Qwen3's qk-norm normalises each head separately over `head_dim`: call the same functions
 //! with `rows = tokens * heads`, `dim = head_dim` on the `[tokens, heads, head_dim]` buffer.
-//! The sum of squares is accumulated in f64 per row.
+//! Row sums (the sum of squares, and `Σ dout·w·x` in the backward) run in 16 f32 lanes with
+//! fused multiply-adds, the lanes combined in f64.
 
+use super::math::LANES;
 use crate::Result;
 use crate::error::{check_len, checked_size, invalid};
 use crate::pool::min_len;
@@ -52,17 +54,96 @@ pub fn rmsnorm_fwd(
         .zip(rstd.par_chunks_mut(ROWS_PER_TASK))
         .zip(x.par_chunks(dim * ROWS_PER_TASK))
         .with_min_len(min_len())
-        .for_each(|((o, r), xs)| {
-            for ((orow, rr), xrow) in o.chunks_mut(dim).zip(r.iter_mut()).zip(xs.chunks(dim)) {
-                let ss: f64 = xrow.iter().map(|&v| (v as f64) * (v as f64)).sum();
-                let inv = 1.0 / ((ss / dim as f64) as f32 + eps).sqrt();
-                *rr = inv;
-                for ((ov, &xv), &wv) in orow.iter_mut().zip(xrow).zip(w) {
-                    *ov = wv * (xv * inv);
+        .for_each(|((o, r), xs)| fwd_block(o, r, xs, w, dim, eps));
+    Ok(())
+}
+
+/// `Σ a[i] · b[i] · c[i]` (`c` = `None`: `Σ a[i] · b[i]`) in [`LANES`] f32 lanes with
+/// fused multiply-adds, lanes and the tail combined in f64: a sequential f64 sum does not
+/// vectorise (C2: the norms took 0.09 s per step on one core).
+#[inline(always)]
+fn sum_products(a: &[f32], b: &[f32], c: Option<&[f32]>) -> f64 {
+    let mut acc = [0.0f32; LANES];
+    let n = a.len().min(b.len());
+    let full = n - n % LANES;
+    match c {
+        None => {
+            for (x, y) in a[..full]
+                .chunks_exact(LANES)
+                .zip(b[..full].chunks_exact(LANES))
+            {
+                for l in 0..LANES {
+                    acc[l] = x[l].mul_add(y[l], acc[l]);
                 }
             }
-        });
-    Ok(())
+        }
+        Some(c) => {
+            let c = &c[..full];
+            for ((x, y), z) in a[..full]
+                .chunks_exact(LANES)
+                .zip(b[..full].chunks_exact(LANES))
+                .zip(c.chunks_exact(LANES))
+            {
+                for l in 0..LANES {
+                    acc[l] = (x[l] * y[l]).mul_add(z[l], acc[l]);
+                }
+            }
+        }
+    }
+    let mut s: f64 = acc.iter().map(|&v| v as f64).sum();
+    for i in full..n {
+        let p = a[i] * b[i] * c.map_or(1.0, |c| c[i]);
+        s += p as f64;
+    }
+    s
+}
+
+super::math::multiversion! {
+/// [`rmsnorm_fwd`] over a block of rows.
+fn fwd_block(o: &mut [f32], r: &mut [f32], xs: &[f32], w: &[f32], dim: usize, eps: f32) {
+    for ((orow, rr), xrow) in o.chunks_mut(dim).zip(r.iter_mut()).zip(xs.chunks(dim)) {
+        let ss = sum_products(xrow, xrow, None);
+        let inv = 1.0 / ((ss / dim as f64) as f32 + eps).sqrt();
+        *rr = inv;
+        for ((ov, &xv), &wv) in orow.iter_mut().zip(xrow).zip(w) {
+            *ov = wv * (xv * inv);
+        }
+    }
+}
+}
+
+super::math::multiversion! {
+/// [`rmsnorm_bwd`] over a block of rows: `dx` rows overwritten, their `dw` share added
+/// into `acc`.
+fn bwd_block(
+    dxs: &mut [f32],
+    acc: &mut [f32],
+    dos: &[f32],
+    xs: &[f32],
+    w: &[f32],
+    rs: &[f32],
+    dim: usize,
+) {
+    for (((dxrow, dorow), xrow), &r) in dxs
+        .chunks_mut(dim)
+        .zip(dos.chunks(dim))
+        .zip(xs.chunks(dim))
+        .zip(rs)
+    {
+        let dot = sum_products(dorow, w, Some(xrow));
+        let c = (dot as f32) * r * r * r / dim as f32;
+        for ((((dxv, &d), &xv), &wv), a) in dxrow
+            .iter_mut()
+            .zip(dorow)
+            .zip(xrow)
+            .zip(w)
+            .zip(acc.iter_mut())
+        {
+            *dxv = r * d * wv - c * xv;
+            *a += d * xv * r;
+        }
+    }
+}
 }
 
 /// RMSNorm backward: `dx` overwritten, `dw` accumulated. `rstd` comes from [`rmsnorm_fwd`].
@@ -102,28 +183,7 @@ pub fn rmsnorm_bwd(
         .with_min_len(min_len())
         .map(|(((dxs, dos), xs), rs)| {
             let mut acc = vec![0.0f32; dim];
-            for (((dxrow, dorow), xrow), &r) in dxs
-                .chunks_mut(dim)
-                .zip(dos.chunks(dim))
-                .zip(xs.chunks(dim))
-                .zip(rs)
-            {
-                let mut dot = 0.0f64;
-                for ((&d, &xv), &wv) in dorow.iter().zip(xrow).zip(w) {
-                    dot += (d * wv) as f64 * xv as f64;
-                }
-                let c = (dot as f32) * r * r * r / dim as f32;
-                for ((((dxv, &d), &xv), &wv), a) in dxrow
-                    .iter_mut()
-                    .zip(dorow)
-                    .zip(xrow)
-                    .zip(w)
-                    .zip(acc.iter_mut())
-                {
-                    *dxv = r * d * wv - c * xv;
-                    *a += d * xv * r;
-                }
-            }
+            bwd_block(dxs, &mut acc, dos, xs, w, rs, dim);
             acc
         })
         .collect();
