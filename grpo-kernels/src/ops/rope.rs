@@ -17,6 +17,7 @@
 //! Positions at or beyond the table's `max_positions` are a named error.
 
 use crate::error::{check_len, checked_size, invalid};
+use crate::pool::min_len;
 use crate::{KernelError, Result};
 use rayon::prelude::*;
 
@@ -154,24 +155,34 @@ fn rope_apply(
     if tokens == 0 || heads == 0 {
         return Ok(());
     }
-    let half = head_dim / 2;
     let sign = if inverse { -1.0f32 } else { 1.0 };
-    x.par_chunks_mut(heads * head_dim)
-        .zip(positions.par_iter())
-        .with_min_len(8)
-        .for_each(|(tok, &p)| {
-            let (cos, sin) = table.row(p);
-            for head in tok.chunks_mut(head_dim) {
-                let (x1, x2) = head.split_at_mut(half);
-                for i in 0..half {
-                    let (a, b) = (x1[i], x2[i]);
-                    let (c, s) = (cos[i], sign * sin[i]);
-                    x1[i] = a * c - b * s;
-                    x2[i] = b * c + a * s;
-                }
-            }
-        });
+    x.par_chunks_mut(TOKENS_PER_TASK * heads * head_dim)
+        .zip(positions.par_chunks(TOKENS_PER_TASK))
+        .with_min_len(min_len())
+        .for_each(|(toks, ps)| rotate_block(toks, ps, table, head_dim, sign));
     Ok(())
+}
+
+/// Tokens per rayon task (a task per token cost more in scheduling than in arithmetic).
+const TOKENS_PER_TASK: usize = 64;
+
+super::math::multiversion! {
+/// Rotates a block of tokens `[n, heads, head_dim]` at `positions` (`sign` −1: inverse).
+fn rotate_block(x: &mut [f32], positions: &[usize], table: &RopeTable, head_dim: usize, sign: f32) {
+    let half = head_dim / 2;
+    let per_token = x.len() / positions.len().max(1);
+    for (tok, &p) in x.chunks_mut(per_token).zip(positions) {
+        let (cos, sin) = table.row(p);
+        for head in tok.chunks_exact_mut(head_dim) {
+            let (x1, x2) = head.split_at_mut(half);
+            for (((a, b), &c), &s) in x1.iter_mut().zip(x2.iter_mut()).zip(cos).zip(sin) {
+                let (u, v, s) = (*a, *b, sign * s);
+                *a = u * c - v * s;
+                *b = v * c + u * s;
+            }
+        }
+    }
+}
 }
 
 #[cfg(test)]
