@@ -261,12 +261,34 @@ fn probs_block(s: &mut [f32], stride: usize, limit0: usize, per: usize, lse: &[f
 }
 
 multiversion! {
-/// Softmax backward over a block: `dp = p · (dp − delta[row])` (rows of `stride` floats).
+/// Softmax backward over a block: `dp = p · (dp − delta[row])` (rows of `stride` floats),
+/// and exactly 0 where `p` is 0 (the masked keys, where `dp` was never computed).
 fn softmax_grad_block(dp: &mut [f32], p: &[f32], stride: usize, delta: &[f32]) {
     for ((dr, pr), &dl) in dp.chunks_exact_mut(stride).zip(p.chunks_exact(stride)).zip(delta) {
         for (x, &pv) in dr.iter_mut().zip(pr) {
-            *x = pv * (*x - dl);
+            *x = if pv == 0.0 { 0.0 } else { pv * (*x - dl) };
         }
+    }
+}
+}
+
+multiversion! {
+/// `out[r] = Σ_c a[r, c] · b[r, c]` for rows of `d` floats, in [`CHUNK`] lanes with fused
+/// multiply-adds (the lanes summed as a tree).
+fn row_dots(out: &mut [f32], a: &[f32], b: &[f32], d: usize) {
+    let full = d - d % CHUNK;
+    for ((o, ar), br) in out.iter_mut().zip(a.chunks_exact(d)).zip(b.chunks_exact(d)) {
+        let mut acc = [0.0f32; CHUNK];
+        for (x, y) in ar[..full].chunks_exact(CHUNK).zip(br[..full].chunks_exact(CHUNK)) {
+            for l in 0..CHUNK {
+                acc[l] = x[l].mul_add(y[l], acc[l]);
+            }
+        }
+        let mut sum = lanes_sum(acc);
+        for (x, y) in ar[full..].iter().zip(&br[full..]) {
+            sum = x.mul_add(*y, sum);
+        }
+        *o = sum;
     }
 }
 }
@@ -367,11 +389,15 @@ thread_local! {
     static BLOCKS: std::cell::RefCell<Vec<Vec<f32>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// A zeroed `[n]` score block from this thread's [`BLOCKS`].
+/// An `[n]` score block from this thread's [`BLOCKS`], holding stale values: every user
+/// writes each element it reads (the products write the visible chunks, `mask_row` and
+/// `softmax_grad_block` the rest).
 fn score_block(n: usize) -> Vec<f32> {
     let mut v = BLOCKS.with(|b| b.borrow_mut().pop()).unwrap_or_default();
-    v.clear();
-    v.resize(n, 0.0);
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+    v.truncate(n);
     v
 }
 
@@ -575,13 +601,15 @@ fn bwd_block(
     let mut dos = vec![0.0f32; rows * d];
     dims.pack(&mut dos, dout, g, i0, dims.block(qb).1);
     let mut row_lse = vec![0.0f32; rows];
-    let mut delta = vec![0.0f32; rows];
-    for (r, (l, dl)) in row_lse.iter_mut().zip(&mut delta).enumerate() {
+    for (r, l) in row_lse.iter_mut().enumerate() {
         let (i, hh) = (i0 + r / group, r % group);
         *l = lse[(g * group + hh) * tq + i];
-        let o = dims.row_off(i, g) + hh * d;
-        *dl = math::dot(&dout[o..o + d], &out[o..o + d]);
     }
+    // delta = rowsum(dO ⊙ O) over the stacked rows.
+    let mut os = vec![0.0f32; rows * d];
+    dims.pack(&mut os, out, g, i0, dims.block(qb).1);
+    let mut delta = vec![0.0f32; rows];
+    row_dots(&mut delta, &dos, &os, d);
     probs_block(&mut p, stride, dims.limit(i0, 0), group, &row_lse);
     // dV = Pᵀ·dO (the stacked rows sum the group's heads).
     let mut dv = vec![0.0f32; kv_len * d];
@@ -617,6 +645,66 @@ fn bwd_block(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_score_blocks_do_not_leak_into_results() {
+        // (queries, keys, hq, hkv, d): row and key tails, masked chunks, and queries after a
+        // prefix (so the rows of one tile see different numbers of 16-key chunks).
+        for (t, tk, hq, hkv, d) in [
+            (40usize, 40usize, 6usize, 2usize, 24usize),
+            (30, 45, 2, 2, 16),
+            (21, 60, 8, 2, 32),
+        ] {
+            let off = tk - t;
+            let f = |i: usize, s: f32| ((i as f32 * s).sin() * 0.8) + 0.05;
+            let q: Vec<f32> = (0..t * hq * d).map(|i| f(i, 0.37)).collect();
+            let k: Vec<f32> = (0..tk * hkv * d).map(|i| f(i, 0.53)).collect();
+            let v: Vec<f32> = (0..tk * hkv * d).map(|i| f(i, 0.71)).collect();
+            let dout: Vec<f32> = (0..t * hq * d).map(|i| f(i, 0.91)).collect();
+            let scale = 0.3;
+            let run = || {
+                on_this_thread(|| {
+                    let mut out = vec![0.0f32; q.len()];
+                    let mut lse = vec![0.0f32; hq * t];
+                    attention_fwd(
+                        &mut out, &mut lse, &q, &k, &v, t, tk, hq, hkv, d, off, scale,
+                    )
+                    .unwrap();
+                    let (mut dq, mut dk, mut dv) = (
+                        vec![0.0f32; q.len()],
+                        vec![0.0f32; k.len()],
+                        vec![0.0f32; v.len()],
+                    );
+                    attention_bwd(
+                        &mut dq, &mut dk, &mut dv, &dout, &q, &k, &v, &out, &lse, t, tk, hq, hkv,
+                        d, off, scale,
+                    )
+                    .unwrap();
+                    [out, lse, dq, dk, dv]
+                        .concat()
+                        .iter()
+                        .map(|x| x.to_bits())
+                        .collect::<Vec<u32>>()
+                })
+            };
+            // One worker thread, so every item runs where the blocks are poisoned.
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap();
+            let (clean, poisoned) = pool.install(|| {
+                BLOCKS.with(|b| b.borrow_mut().clear());
+                let clean = run();
+                // Poison the thread's reusable blocks: NaN and -inf everywhere.
+                BLOCKS.with(|b| b.borrow_mut().clear());
+                give_block(vec![f32::NAN; 1 << 16]);
+                give_block(vec![f32::NEG_INFINITY; 1 << 16]);
+                (clean, run())
+            });
+            assert_eq!(clean, poisoned);
+            assert!(clean.iter().all(|&b| f32::from_bits(b).is_finite()));
+        }
+    }
 
     #[test]
     fn single_key_returns_its_value() {

@@ -148,27 +148,6 @@ pub(crate) fn exp_sub_inplace(xs: &mut [f32], m: f32) -> f64 {
 }
 
 multiversion! {
-/// `Σ a[i] · b[i]` over the common length (lanes combined in f64).
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ta, tb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut s: f64 = acc.iter().map(|&v| v as f64).sum();
-    for (x, y) in ta.iter().zip(tb) {
-        s += (x * y) as f64;
-    }
-    s as f32
-}
-}
-
-multiversion! {
 /// `(Σ e^(x−m), Σ e^(x−m)·(x−m))` without modifying `xs` (lanes combined in f64).
 pub(crate) fn exp_moments(xs: &[f32], m: f32) -> (f64, f64) {
     let mut a0 = [0.0f32; LANES];
