@@ -297,7 +297,9 @@ fn train_bench(args: &Args) -> anyhow::Result<Value> {
         upd.push((t3 - t2).as_secs_f64());
         Ok(())
     })?;
-    let (gemm_s, gflop) = gemm_floor(&model.config, b * (p + c), b * c, args.reps)?;
+    // Rows: prompt + completion minus its last token; the last layer keeps the c rows per
+    // sequence that predict a completion token.
+    let (gemm_s, gflop) = gemm_floor(&model.config, b * (p + c - 1), b * c, b * c, args.reps)?;
     Ok(json!({
         "workload": args.workload, "s": s, "runs": runs, "tok_per_s": (b * (p + c)) as f64 / s,
         "forward_s": median(&fwd[1..]), "backward_s": median(&bwd[1..]),
@@ -308,17 +310,19 @@ fn train_bench(args: &Args) -> anyhow::Result<Value> {
 
 /// The matrix products of one training step alone, on the same kernel ([`matmul`]) and
 /// products as the model's forward and backward, as whole-batch shapes: every layer's
-/// projections over `rows` tokens, the LM head over `lm_rows`, each followed by its
+/// projections over `rows` tokens (the last layer's q/o/MLP over the `last_rows` the loss
+/// reads, as the model runs them), the LM head over `lm_rows`, each followed by its
 /// input-gradient and weight-gradient products (the model's backward runs the same FLOPs in
 /// row tiles on large batches). Returns (median seconds, GFLOP): the floor that the rest of
 /// the step (norms, attention, RoPE, SwiGLU, softmax, AdamW) adds to.
 fn gemm_floor(
     c: &ModelConfig,
     rows: usize,
+    last_rows: usize,
     lm_rows: usize,
     reps: usize,
 ) -> anyhow::Result<(f64, f64)> {
-    let shapes = product_shapes(c, rows, lm_rows);
+    let shapes = product_shapes(c, rows, last_rows, lm_rows);
     let (x, w, mut y) = operands(&shapes);
     let dy = x.clone();
     let mut dw = vec![0.0f32; w.len()];
@@ -387,19 +391,31 @@ fn decode_floor(
 
 /// `(rows, k, n)` of every `y = x · Wᵀ` of a forward: each layer's q, k, v, o, gate, up and
 /// down projections over `rows` tokens, then the LM head over `lm_rows`.
-fn product_shapes(c: &ModelConfig, rows: usize, lm_rows: usize) -> Vec<(usize, usize, usize)> {
+fn product_shapes(
+    c: &ModelConfig,
+    rows: usize,
+    last_rows: usize,
+    lm_rows: usize,
+) -> Vec<(usize, usize, usize)> {
     let (h, qd, kvd, inter) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size);
+    // (k, n, whether the last layer runs it on every row: keys and values).
     let layer = [
-        (h, qd),
-        (h, kvd),
-        (h, kvd),
-        (qd, h),
-        (h, inter),
-        (h, inter),
-        (inter, h),
+        (h, qd, false),
+        (h, kvd, true),
+        (h, kvd, true),
+        (qd, h, false),
+        (h, inter, false),
+        (h, inter, false),
+        (inter, h, false),
     ];
-    let mut shapes: Vec<_> = (0..c.num_layers)
-        .flat_map(|_| layer.map(|(k, n)| (rows, k, n)))
+    let nl = c.num_layers;
+    let mut shapes: Vec<_> = (0..nl)
+        .flat_map(|l| {
+            layer.map(|(k, n, all)| {
+                let m = if l + 1 == nl && !all { last_rows } else { rows };
+                (m, k, n)
+            })
+        })
         .collect();
     shapes.push((lm_rows, h, c.vocab_size));
     shapes
@@ -532,12 +548,14 @@ fn e2e_bench(args: &Args) -> anyhow::Result<Value> {
         Ok(())
     })?;
     let m = |i: usize| median(&split[i][1..]);
-    // The step's matrix products alone: training over 4224 rows (16 prompts once + 128 × 32
-    // completion tokens; LM head on the 4096 completion tokens) and 32 decode steps of 128
-    // rows on the engine's row-invariant kernel.
+    // The step's matrix products alone: training over 4096 rows (16 prompts of 8 tokens
+    // once + 128 completions of 31 input tokens; the last layer on each prompt's last row and
+    // the completions; LM head on the 4096 completion tokens) and 32 decode steps of 128 rows
+    // on the engine's row-invariant kernel.
     let (train_gemm, train_gf) = gemm_floor(
         &model.config,
-        n_prompts * 8 + n_prompts * g * new,
+        n_prompts * 8 + n_prompts * g * (new - 1),
+        n_prompts + n_prompts * g * (new - 1),
         n_prompts * g * new,
         3,
     )?;
