@@ -376,7 +376,7 @@ fn decode_floor(
     steps: usize,
     reps: usize,
 ) -> anyhow::Result<(f64, f64)> {
-    let shapes = product_shapes(c, rows, rows);
+    let shapes = product_shapes(c, rows, rows, rows);
     let (x, w, mut y) = operands(&shapes);
     let (s, _) = time_runs(reps, || {
         for _ in 0..steps {
