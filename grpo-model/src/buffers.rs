@@ -118,6 +118,18 @@ impl<T: Default> ScratchPool<T> {
     }
 }
 
+/// Floats per task of [`par_copy`] (256 kB).
+const COPY_CHUNK: usize = 1 << 16;
+
+/// `dst.copy_from_slice(src)` split across the pool (a C2 residual copy is 12 MB: serial,
+/// it leaves a core idle for ~2 ms per layer).
+pub(crate) fn par_copy(dst: &mut [f32], src: &[f32]) {
+    use rayon::prelude::*;
+    dst.par_chunks_mut(COPY_CHUNK)
+        .zip(src.par_chunks(COPY_CHUNK))
+        .for_each(|(d, s)| d.copy_from_slice(s));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,16 +153,4 @@ mod tests {
         pool.clear();
         assert_eq!(pool.held(), 0);
     }
-}
-
-/// Floats per task of [`par_copy`] (256 kB).
-const COPY_CHUNK: usize = 1 << 16;
-
-/// `dst.copy_from_slice(src)` split across the pool (a C2 residual copy is 12 MB: serial,
-/// it leaves a core idle for ~2 ms per layer).
-pub(crate) fn par_copy(dst: &mut [f32], src: &[f32]) {
-    use rayon::prelude::*;
-    dst.par_chunks_mut(COPY_CHUNK)
-        .zip(src.par_chunks(COPY_CHUNK))
-        .for_each(|(d, s)| d.copy_from_slice(s));
 }

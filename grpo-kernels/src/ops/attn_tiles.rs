@@ -58,305 +58,148 @@ impl Causal {
     }
 }
 
-/// Copies rows `r0..r0 + R` of `a` (`[·, lda]`), columns `0..k`, transposed into `at`
-/// (`[k, R]`), so a tile's inner loop reads its `R` left-hand values from one place.
-#[inline(always)]
-fn pack_t<const R: usize>(at: &mut Vec<f32>, a: &[f32], lda: usize, r0: usize, k: usize) {
-    at.clear();
-    at.resize(k * R, 0.0);
-    for r in 0..R {
-        let row = &a[(r0 + r) * lda..(r0 + r) * lda + k];
-        for (kk, &x) in row.iter().enumerate() {
-            at[kk * R + r] = x;
-        }
-    }
+/// The left operand of a tile: `R` values per inner index `k`, value `(k, r)` at
+/// `a[a0 + k·aks + r·ars]` (rows of a score block, or its columns for [`tn`]).
+#[derive(Clone, Copy)]
+struct Lhs<'a> {
+    a: &'a [f32],
+    a0: usize,
+    aks: usize,
+    ars: usize,
 }
 
-/// One `R × W` tile of [`nt`] at rows `at` (`[d, R]` packed), columns `j0..j0 + W`.
-#[inline(always)]
-fn nt_tile<const R: usize, const W: usize>(
-    c: &mut [f32],
-    ldc: usize,
-    at: &[f32],
-    bt: &[f32],
-    ldb: usize,
-    j0: usize,
-    alpha: f32,
-) {
-    let mut acc = [[0.0f32; W]; R];
-    for (ak, bk) in at.chunks_exact(R).zip(bt.chunks_exact(ldb)) {
-        let b: &[f32; W] = bk[j0..j0 + W].try_into().expect("W columns");
-        for r in 0..R {
-            for l in 0..W {
-                acc[r][l] = ak[r].mul_add(b[l], acc[r][l]);
-            }
-        }
-    }
-    for (r, acc) in acc.iter().enumerate() {
-        let row: &mut [f32; W] = (&mut c[r * ldc + j0..r * ldc + j0 + W])
-            .try_into()
-            .expect("W columns");
-        for l in 0..W {
-            row[l] = acc[l] * alpha;
-        }
-    }
+/// One backend's row panel: `c[c0 + r·ldc + j] = alpha · Σ_{k < kn} lhs(k, r) ·
+/// b[b0 + k·ldb + j]` for `R` rows (8 or 1) and columns `0..n`.
+type Panel = fn(&mut [f32], usize, usize, Lhs<'_>, &[f32], usize, usize, usize, usize, f32);
+
+/// The panels of one implementation: for [`MR`] rows and for one.
+#[derive(Clone, Copy)]
+struct Backend {
+    wide: Panel,
+    narrow: Panel,
 }
 
-/// [`nt`] over rows `r0..r0 + R`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn nt_rows<const R: usize>(
-    c: &mut [f32],
-    ldc: usize,
-    a: &[f32],
-    d: usize,
-    bt: &[f32],
-    ldb: usize,
-    mask: Causal,
-    r0: usize,
-    alpha: f32,
-    at: &mut Vec<f32>,
-) {
-    pack_t::<R>(at, a, d, r0, d);
-    let end = mask.visible(r0 + R - 1).next_multiple_of(CW).min(ldb);
-    let c = &mut c[r0 * ldc..];
-    let mut j0 = 0;
-    while j0 + NW <= end {
-        nt_tile::<R, NW>(c, ldc, at, bt, ldb, j0, alpha);
-        j0 += NW;
-    }
-    while j0 + CW <= end {
-        nt_tile::<R, CW>(c, ldc, at, bt, ldb, j0, alpha);
-        j0 += CW;
-    }
-}
+/// Portable loops (compiled per instruction set by [`multiversion!`]).
+const PORTABLE: Backend = Backend {
+    wide: panel_wide,
+    narrow: panel_narrow,
+};
 
-multiversion! {
-/// `c [rows, ldc] = alpha · a [rows, d] · bt [d, ldb]` on each row's visible columns (in
-/// 16-wide chunks); see the module doc.
-#[allow(clippy::too_many_arguments)]
-fn nt_portable(
-    c: &mut [f32],
-    ldc: usize,
-    a: &[f32],
-    d: usize,
-    bt: &[f32],
-    ldb: usize,
-    rows: usize,
-    mask: Causal,
-    alpha: f32,
-) {
-    let mut at = Vec::new();
-    let mut r0 = 0;
-    while r0 + MR <= rows {
-        nt_rows::<MR>(c, ldc, a, d, bt, ldb, mask, r0, alpha, &mut at);
-        r0 += MR;
-    }
-    while r0 < rows {
-        nt_rows::<1>(c, ldc, a, d, bt, ldb, mask, r0, alpha, &mut at);
-        r0 += 1;
-    }
-}
-}
-
-/// One `R × W` tile of [`nn`]: rows packed in `at` (`[k, R]`), output columns
-/// `n0..n0 + W`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn nn_tile<const R: usize, const W: usize>(
-    c: &mut [f32],
-    ldc: usize,
-    at: &[f32],
-    b: &[f32],
-    ldb: usize,
-    n0: usize,
-    alpha: f32,
-) {
-    let mut acc = [[0.0f32; W]; R];
-    for (ak, bj) in at.chunks_exact(R).zip(b.chunks(ldb)) {
-        let bv: &[f32; W] = bj[n0..n0 + W].try_into().expect("W columns");
-        for r in 0..R {
-            for l in 0..W {
-                acc[r][l] = ak[r].mul_add(bv[l], acc[r][l]);
-            }
-        }
-    }
-    for (r, acc) in acc.iter().enumerate() {
-        let row: &mut [f32; W] = (&mut c[r * ldc + n0..r * ldc + n0 + W])
-            .try_into()
-            .expect("W columns");
-        for l in 0..W {
-            row[l] = acc[l] * alpha;
-        }
-    }
-}
-
-/// [`nn`] over rows `r0..r0 + R`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn nn_rows<const R: usize>(
-    c: &mut [f32],
-    n: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    mask: Causal,
-    r0: usize,
-    alpha: f32,
-    at: &mut Vec<f32>,
-) {
-    let k = mask.visible(r0 + R - 1);
-    pack_t::<R>(at, a, lda, r0, k);
-    let c = &mut c[r0 * n..];
-    let mut n0 = 0;
-    while n0 + NW <= n {
-        nn_tile::<R, NW>(c, n, at, b, ldb, n0, alpha);
-        n0 += NW;
-    }
-    while n0 + CW <= n {
-        nn_tile::<R, CW>(c, n, at, b, ldb, n0, alpha);
-        n0 += CW;
-    }
-    while n0 < n {
-        nn_tile::<R, 1>(c, n, at, b, ldb, n0, alpha);
-        n0 += 1;
-    }
-}
-
-multiversion! {
-/// `c [rows, n] = alpha · a [rows, lda] · b [keys, ldb]` (columns `0..n` of `b`'s rows,
-/// which start at `b[0]`) over each row's visible keys; see the module doc.
-#[allow(clippy::too_many_arguments)]
-fn nn_portable(
-    c: &mut [f32],
-    n: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    rows: usize,
-    mask: Causal,
-    alpha: f32,
-) {
-    let mut at = Vec::new();
-    let mut r0 = 0;
-    while r0 + MR <= rows {
-        nn_rows::<MR>(c, n, a, lda, b, ldb, mask, r0, alpha, &mut at);
-        r0 += MR;
-    }
-    while r0 < rows {
-        nn_rows::<1>(c, n, a, lda, b, ldb, mask, r0, alpha, &mut at);
-        r0 += 1;
-    }
-}
-}
-
-/// One `R × W` tile of [`tn`]: keys `j0..j0 + R`, output columns `n0..n0 + W`, summed over
-/// rows `r_start..rows`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn tn_tile<const R: usize, const W: usize>(
-    c: &mut [f32],
-    n: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    j0: usize,
-    n0: usize,
-    r_start: usize,
-    rows: usize,
-    alpha: f32,
-) {
-    let mut acc = [[0.0f32; W]; R];
-    for r in r_start..rows {
-        let ar: &[f32; R] = a[r * lda + j0..r * lda + j0 + R]
-            .try_into()
-            .expect("R keys");
-        let bv: &[f32; W] = b[r * n + n0..r * n + n0 + W].try_into().expect("W columns");
-        for kk in 0..R {
-            for l in 0..W {
-                acc[kk][l] = ar[kk].mul_add(bv[l], acc[kk][l]);
-            }
-        }
-    }
-    for (kk, acc) in acc.iter().enumerate() {
-        let row: &mut [f32; W] = (&mut c[(j0 + kk) * n + n0..(j0 + kk) * n + n0 + W])
-            .try_into()
-            .expect("W columns");
-        for l in 0..W {
-            row[l] = acc[l] * alpha;
-        }
-    }
-}
-
-/// [`tn`] over keys `j0..j0 + R`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn tn_keys<const R: usize>(
-    c: &mut [f32],
-    n: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    rows: usize,
-    mask: Causal,
-    j0: usize,
-    alpha: f32,
-) {
-    let r_start = mask.first_row(j0).min(rows);
-    let mut n0 = 0;
-    while n0 + NW <= n {
-        tn_tile::<R, NW>(c, n, a, lda, b, j0, n0, r_start, rows, alpha);
-        n0 += NW;
-    }
-    while n0 + CW <= n {
-        tn_tile::<R, CW>(c, n, a, lda, b, j0, n0, r_start, rows, alpha);
-        n0 += CW;
-    }
-    while n0 < n {
-        tn_tile::<R, 1>(c, n, a, lda, b, j0, n0, r_start, rows, alpha);
-        n0 += 1;
-    }
-}
-
-multiversion! {
-/// `c [cols, n] = alpha · a [rows, lda]ᵀ · b [rows, n]` over the rows that see each column;
-/// see the module doc.
-#[allow(clippy::too_many_arguments)]
-fn tn_portable(
-    c: &mut [f32],
-    n: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    rows: usize,
-    mask: Causal,
-    alpha: f32,
-) {
-    let cols = mask.cols;
-    let mut j0 = 0;
-    while j0 + MR <= cols {
-        tn_keys::<MR>(c, n, a, lda, b, rows, mask, j0, alpha);
-        j0 += MR;
-    }
-    while j0 < cols {
-        tn_keys::<1>(c, n, a, lda, b, rows, mask, j0, alpha);
-        j0 += 1;
-    }
-}
-}
-
-/// Whether the AVX-512 tiles run (checked once per call; `std` caches the detection).
-fn avx512() -> bool {
+/// AVX-512 where the CPU has it, else [`PORTABLE`] (same bits either way).
+fn backend() -> Backend {
     #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
+    if std::arch::is_x86_feature_detected!("avx512f") {
+        return Backend {
+            wide: x86::panel::<MR>,
+            narrow: x86::panel::<1>,
+        };
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+    PORTABLE
+}
+
+/// One `R × W` tile of a portable panel at output columns `n0..n0 + W`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn tile<const R: usize, const W: usize>(
+    c: &mut [f32],
+    c0: usize,
+    ldc: usize,
+    lhs: Lhs<'_>,
+    b: &[f32],
+    b0: usize,
+    ldb: usize,
+    kn: usize,
+    alpha: f32,
+) {
+    let mut acc = [[0.0f32; W]; R];
+    for k in 0..kn {
+        let bk: &[f32; W] = b[b0 + k * ldb..b0 + k * ldb + W]
+            .try_into()
+            .expect("W columns");
+        let ak = lhs.a0 + k * lhs.aks;
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let x = lhs.a[ak + r * lhs.ars];
+            for l in 0..W {
+                acc[l] = x.mul_add(bk[l], acc[l]);
+            }
+        }
     }
+    for (r, acc) in acc.iter().enumerate() {
+        let row: &mut [f32; W] = (&mut c[c0 + r * ldc..c0 + r * ldc + W])
+            .try_into()
+            .expect("W columns");
+        for l in 0..W {
+            row[l] = acc[l] * alpha;
+        }
+    }
+}
+
+/// A portable panel of `R` rows: tiles of 32, 16, then 1 columns.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn panel<const R: usize>(
+    c: &mut [f32],
+    c0: usize,
+    ldc: usize,
+    lhs: Lhs<'_>,
+    b: &[f32],
+    b0: usize,
+    ldb: usize,
+    kn: usize,
+    n: usize,
+    alpha: f32,
+) {
+    let mut n0 = 0;
+    while n0 + NW <= n {
+        tile::<R, NW>(c, c0 + n0, ldc, lhs, b, b0 + n0, ldb, kn, alpha);
+        n0 += NW;
+    }
+    while n0 + CW <= n {
+        tile::<R, CW>(c, c0 + n0, ldc, lhs, b, b0 + n0, ldb, kn, alpha);
+        n0 += CW;
+    }
+    while n0 < n {
+        tile::<R, 1>(c, c0 + n0, ldc, lhs, b, b0 + n0, ldb, kn, alpha);
+        n0 += 1;
+    }
+}
+
+multiversion! {
+/// [`panel`] of [`MR`] rows.
+#[allow(clippy::too_many_arguments)]
+fn panel_wide(
+    c: &mut [f32],
+    c0: usize,
+    ldc: usize,
+    lhs: Lhs<'_>,
+    b: &[f32],
+    b0: usize,
+    ldb: usize,
+    kn: usize,
+    n: usize,
+    alpha: f32,
+) {
+    panel::<MR>(c, c0, ldc, lhs, b, b0, ldb, kn, n, alpha)
+}
+}
+
+multiversion! {
+/// [`panel`] of one row.
+#[allow(clippy::too_many_arguments)]
+fn panel_narrow(
+    c: &mut [f32],
+    c0: usize,
+    ldc: usize,
+    lhs: Lhs<'_>,
+    b: &[f32],
+    b0: usize,
+    ldb: usize,
+    kn: usize,
+    n: usize,
+    alpha: f32,
+) {
+    panel::<1>(c, c0, ldc, lhs, b, b0, ldb, kn, n, alpha)
+}
 }
 
 /// `c [rows, ldc] = alpha · a [rows, d] · bt [d, ldb]` on each row's visible columns (in
@@ -373,11 +216,39 @@ pub(crate) fn nt(
     mask: Causal,
     alpha: f32,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if avx512() {
-        return x86::nt(c, ldc, a, d, bt, ldb, rows, mask, alpha);
+    nt_with(backend(), c, ldc, a, d, bt, ldb, rows, mask, alpha)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn nt_with(
+    be: Backend,
+    c: &mut [f32],
+    ldc: usize,
+    a: &[f32],
+    d: usize,
+    bt: &[f32],
+    ldb: usize,
+    rows: usize,
+    mask: Causal,
+    alpha: f32,
+) {
+    let mut r0 = 0;
+    while r0 < rows {
+        let (panel, r) = if r0 + MR <= rows {
+            (be.wide, MR)
+        } else {
+            (be.narrow, 1)
+        };
+        let end = mask.visible(r0 + r - 1).next_multiple_of(CW).min(ldb);
+        let lhs = Lhs {
+            a,
+            a0: r0 * d,
+            aks: 1,
+            ars: d,
+        };
+        panel(c, r0 * ldc, ldc, lhs, bt, 0, ldb, d, end, alpha);
+        r0 += r;
     }
-    nt_portable(c, ldc, a, d, bt, ldb, rows, mask, alpha)
 }
 
 /// `c [rows, n] = alpha · a [rows, lda] · b [keys, ldb]` (columns `0..n` of `b`'s rows,
@@ -394,11 +265,39 @@ pub(crate) fn nn(
     mask: Causal,
     alpha: f32,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if avx512() {
-        return x86::nn(c, n, a, lda, b, ldb, rows, mask, alpha);
+    nn_with(backend(), c, n, a, lda, b, ldb, rows, mask, alpha)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn nn_with(
+    be: Backend,
+    c: &mut [f32],
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    rows: usize,
+    mask: Causal,
+    alpha: f32,
+) {
+    let mut r0 = 0;
+    while r0 < rows {
+        let (panel, r) = if r0 + MR <= rows {
+            (be.wide, MR)
+        } else {
+            (be.narrow, 1)
+        };
+        let k = mask.visible(r0 + r - 1);
+        let lhs = Lhs {
+            a,
+            a0: r0 * lda,
+            aks: 1,
+            ars: lda,
+        };
+        panel(c, r0 * n, n, lhs, b, 0, ldb, k, n, alpha);
+        r0 += r;
     }
-    nn_portable(c, n, a, lda, b, ldb, rows, mask, alpha)
 }
 
 /// `c [cols, n] = alpha · a [rows, lda]ᵀ · b [rows, n]` over the rows that see each column;
@@ -414,21 +313,62 @@ pub(crate) fn tn(
     mask: Causal,
     alpha: f32,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if avx512() {
-        return x86::tn(c, n, a, lda, b, rows, mask, alpha);
-    }
-    tn_portable(c, n, a, lda, b, rows, mask, alpha)
+    tn_with(backend(), c, n, a, lda, b, rows, mask, alpha)
 }
 
-/// The same loops with AVX-512 intrinsics: LLVM's vectoriser lays the portable tiles out
-/// along the wrong dimension (the `tn` tile spilled its accumulators), so the register tile
-/// is spelled out here. Each output element is the same `fma` chain as in the portable
-/// loops, so both give the same bits. Every pointer offset is checked against its slice
+#[allow(clippy::too_many_arguments)]
+fn tn_with(
+    be: Backend,
+    c: &mut [f32],
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    rows: usize,
+    mask: Causal,
+    alpha: f32,
+) {
+    let cols = mask.cols;
+    let mut j0 = 0;
+    while j0 < cols {
+        let (panel, r) = if j0 + MR <= cols {
+            (be.wide, MR)
+        } else {
+            (be.narrow, 1)
+        };
+        // Keys j0..j0 + r over the rows that see key j0 (later rows see all of them; the
+        // earlier rows' entries for the later keys are masked zeros).
+        let r_start = mask.first_row(j0).min(rows);
+        let lhs = Lhs {
+            a,
+            a0: r_start * lda + j0,
+            aks: lda,
+            ars: 1,
+        };
+        panel(
+            c,
+            j0 * n,
+            n,
+            lhs,
+            b,
+            r_start * n,
+            n,
+            rows - r_start,
+            n,
+            alpha,
+        );
+        j0 += r;
+    }
+}
+
+/// The panels with AVX-512 intrinsics: LLVM's vectoriser lays the portable tiles out along
+/// the wrong dimension for some shapes (a key-major tile spilled its accumulators), so the
+/// register tile is spelled out here. Each output element is the same `fma` chain as in the
+/// portable loops, so both give the same bits. Every offset is checked against its slice
 /// before a tile runs.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{CW, Causal, MR};
+    use super::{CW, Lhs};
     use std::arch::x86_64::*;
 
     /// Lanes of the last vector of an `n`-column tile starting at `n0` with `v` vectors.
@@ -492,44 +432,10 @@ mod x86 {
         }
     }
 
-    /// The left operand of a tile: `R` values per inner index `k`, value `(k, r)` at
-    /// `a[a0 + k·aks + r·ars]`.
-    #[derive(Clone, Copy)]
-    struct Lhs<'a> {
-        a: &'a [f32],
-        a0: usize,
-        aks: usize,
-        ars: usize,
-    }
-
-    /// Checks that a tile reading `R` left values per `k` from `lhs` and `kn` rows of `b`
-    /// (stride `ldb`, from `b0`, `cols` wide), and writing `c` (`R` rows of stride `ldc`,
-    /// from `c0`, `cols` wide) stays inside all three.
+    /// A panel of `R` rows (see [`super::Panel`]): tiles of 2, then 1 (possibly partial)
+    /// vectors. Panics without AVX-512F or when a tile would leave `a`, `b` or `c`.
     #[allow(clippy::too_many_arguments)]
-    fn check(
-        lhs: Lhs<'_>,
-        r: usize,
-        b: &[f32],
-        b0: usize,
-        ldb: usize,
-        kn: usize,
-        c: &[f32],
-        c0: usize,
-        ldc: usize,
-        cols: usize,
-    ) {
-        if kn > 0 {
-            let last_a = lhs.a0 + (kn - 1) * lhs.aks + (r - 1) * lhs.ars;
-            assert!(last_a < lhs.a.len(), "tile reads past a");
-            assert!(b0 + (kn - 1) * ldb + cols <= b.len(), "tile reads past b");
-        }
-        assert!(c0 + (r - 1) * ldc + cols <= c.len(), "tile writes past c");
-    }
-
-    /// Columns `0..n` of `R` output rows: tiles of 2, then 1 (possibly partial) vectors.
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn row_panel<const R: usize>(
+    pub(super) fn panel<const R: usize>(
         c: &mut [f32],
         c0: usize,
         ldc: usize,
@@ -541,12 +447,29 @@ mod x86 {
         n: usize,
         alpha: f32,
     ) {
+        assert!(
+            std::arch::is_x86_feature_detected!("avx512f"),
+            "needs AVX-512F"
+        );
+        if kn > 0 {
+            let last_a = lhs.a0 + (kn - 1) * lhs.aks + (R - 1) * lhs.ars;
+            assert!(last_a < lhs.a.len(), "tile reads past a");
+        }
         let mut n0 = 0;
         while n0 < n {
             let cols = (n - n0).min(2 * CW);
-            check(lhs, R, b, b0 + n0, ldb, kn, c, c0 + n0, ldc, cols);
-            // SAFETY: `check` bounds every load and store of the tile; AVX-512F is present
-            // (the caller checked).
+            if kn > 0 {
+                assert!(
+                    b0 + n0 + (kn - 1) * ldb + cols <= b.len(),
+                    "tile reads past b"
+                );
+            }
+            assert!(
+                c0 + n0 + (R - 1) * ldc + cols <= c.len(),
+                "tile writes past c"
+            );
+            // SAFETY: the asserts above bound every load and store of the tile, and the CPU
+            // has AVX-512F.
             unsafe {
                 let (bp, cp) = (b.as_ptr().add(b0 + n0), c.as_mut_ptr().add(c0 + n0));
                 let ap = lhs.a.as_ptr().add(lhs.a0);
@@ -560,102 +483,6 @@ mod x86 {
                 }
             }
             n0 += cols;
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn nt(
-        c: &mut [f32],
-        ldc: usize,
-        a: &[f32],
-        d: usize,
-        bt: &[f32],
-        ldb: usize,
-        rows: usize,
-        mask: Causal,
-        alpha: f32,
-    ) {
-        let end = |r: usize| mask.visible(r).next_multiple_of(CW).min(ldb);
-        let lhs = |r0| Lhs {
-            a,
-            a0: r0 * d,
-            aks: 1,
-            ars: d,
-        };
-        let mut r0 = 0;
-        while r0 < rows {
-            if r0 + MR <= rows {
-                let n = end(r0 + MR - 1);
-                row_panel::<MR>(c, r0 * ldc, ldc, lhs(r0), bt, 0, ldb, d, n, alpha);
-                r0 += MR;
-            } else {
-                row_panel::<1>(c, r0 * ldc, ldc, lhs(r0), bt, 0, ldb, d, end(r0), alpha);
-                r0 += 1;
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn nn(
-        c: &mut [f32],
-        n: usize,
-        a: &[f32],
-        lda: usize,
-        b: &[f32],
-        ldb: usize,
-        rows: usize,
-        mask: Causal,
-        alpha: f32,
-    ) {
-        let lhs = |r0| Lhs {
-            a,
-            a0: r0 * lda,
-            aks: 1,
-            ars: lda,
-        };
-        let mut r0 = 0;
-        while r0 < rows {
-            if r0 + MR <= rows {
-                let k = mask.visible(r0 + MR - 1);
-                row_panel::<MR>(c, r0 * n, n, lhs(r0), b, 0, ldb, k, n, alpha);
-                r0 += MR;
-            } else {
-                let k = mask.visible(r0);
-                row_panel::<1>(c, r0 * n, n, lhs(r0), b, 0, ldb, k, n, alpha);
-                r0 += 1;
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn tn(
-        c: &mut [f32],
-        n: usize,
-        a: &[f32],
-        lda: usize,
-        b: &[f32],
-        rows: usize,
-        mask: Causal,
-        alpha: f32,
-    ) {
-        let cols = mask.cols;
-        let mut j0 = 0;
-        while j0 < cols {
-            let r_start = mask.first_row(j0).min(rows);
-            let kn = rows - r_start;
-            let lhs = Lhs {
-                a,
-                a0: r_start * lda + j0,
-                aks: lda,
-                ars: 1,
-            };
-            if j0 + MR <= cols {
-                row_panel::<MR>(c, j0 * n, n, lhs, b, r_start * n, n, kn, n, alpha);
-                j0 += MR;
-            } else {
-                row_panel::<1>(c, j0 * n, n, lhs, b, r_start * n, n, kn, n, alpha);
-                j0 += 1;
-            }
         }
     }
 }
@@ -711,7 +538,9 @@ mod tests {
             let mut s = vec![f32::NAN; rows * stride];
             nt(&mut s, stride, &a, d, &bt, stride, rows, mask, 0.5);
             let mut s2 = vec![f32::NAN; rows * stride];
-            nt_portable(&mut s2, stride, &a, d, &bt, stride, rows, mask, 0.5);
+            nt_with(
+                PORTABLE, &mut s2, stride, &a, d, &bt, stride, rows, mask, 0.5,
+            );
             for r in 0..rows {
                 for j in 0..mask.visible(r) {
                     let want: f32 = (0..d).map(|k| a[r * d + k] * kv[j * d + k]).sum();
@@ -723,7 +552,7 @@ mod tests {
             let mut o = vec![f32::NAN; rows * d];
             nn(&mut o, d, &p, stride, &kv, d, rows, mask, 2.0);
             let mut o2 = vec![f32::NAN; rows * d];
-            nn_portable(&mut o2, d, &p, stride, &kv, d, rows, mask, 2.0);
+            nn_with(PORTABLE, &mut o2, d, &p, stride, &kv, d, rows, mask, 2.0);
             assert_eq!(bits(&o), bits(&o2), "nn: AVX-512 and portable bits");
             for r in 0..rows {
                 for x in 0..d {
@@ -735,7 +564,7 @@ mod tests {
             let mut dv = vec![f32::NAN; cols * d];
             tn(&mut dv, d, &p, stride, &dout, rows, mask, 1.0);
             let mut dv2 = vec![f32::NAN; cols * d];
-            tn_portable(&mut dv2, d, &p, stride, &dout, rows, mask, 1.0);
+            tn_with(PORTABLE, &mut dv2, d, &p, stride, &dout, rows, mask, 1.0);
             assert_eq!(bits(&dv), bits(&dv2), "tn: AVX-512 and portable bits");
             for j in 0..cols {
                 for x in 0..d {
