@@ -138,14 +138,17 @@ impl Dims {
         (i * self.hq + g * self.group()) * self.d
     }
 
-    /// Copies the heads of KV group `g` for queries `i0..i0 + bq` of `src` (`[tq, hq, d]`)
-    /// into `dst` (`[bq · group, d]`, stacked row `i · group + head`).
-    fn pack(&self, dst: &mut [f32], src: &[f32], g: usize, i0: usize, bq: usize) {
+    /// The heads of KV group `g` for the queries of block `qb` of `src` (`[tq, hq, d]`),
+    /// stacked as `[bq · group, d]` (row `i · group + head`).
+    fn pack(&self, src: &[f32], g: usize, qb: usize) -> Vec<f32> {
+        let (i0, bq) = self.block(qb);
         let w = self.group() * self.d;
-        for (i, row) in dst.chunks_exact_mut(w).take(bq).enumerate() {
-            let o = self.row_off(i0 + i, g);
-            row.copy_from_slice(&src[o..o + w]);
+        let mut dst = Vec::with_capacity(bq * w);
+        for i in i0..i0 + bq {
+            let o = self.row_off(i, g);
+            dst.extend_from_slice(&src[o..o + w]);
         }
+        dst
     }
 
     /// The causal structure of the block starting at query `i0` that sees `kv_len` keys.
@@ -433,13 +436,23 @@ impl Scores {
         let (i0, bq) = dims.block(qb);
         let rows = bq * dims.group();
         let kv_len = dims.kv_len(i0, bq);
-        let mut qs = vec![0.0f32; rows * d];
-        dims.pack(&mut qs, q, g, i0, bq);
+        let qs = dims.pack(q, g, qb);
         let stride = padded(kv_len);
         let mask = dims.mask(i0, kv_len);
         let kt = dims.transposed(k, g, kv_len, stride);
         let mut s = score_block(rows * stride);
-        tiles::nt(&mut s, stride, &qs, d, &kt, stride, rows, mask, dims.scale);
+        tiles::nt(
+            tiles::backend(),
+            &mut s,
+            stride,
+            &qs,
+            d,
+            &kt,
+            stride,
+            rows,
+            mask,
+            dims.scale,
+        );
         Ok(Scores {
             i0,
             rows,
@@ -484,7 +497,18 @@ fn fwd_block(
     );
     let mut o = qs;
     let hd = dims.hkv * d;
-    tiles::nn(&mut o, d, &s, stride, dims.head(v, g), hd, rows, mask, 1.0);
+    tiles::nn(
+        tiles::backend(),
+        &mut o,
+        d,
+        &s,
+        stride,
+        dims.head(v, g),
+        hd,
+        rows,
+        mask,
+        1.0,
+    );
     for (row, &c) in o.chunks_exact_mut(d).zip(&inv) {
         math::scale(row, c);
     }
@@ -598,32 +622,32 @@ fn bwd_block(
         s: mut p,
     } = Scores::new(dims, g, qb, q, k)?;
     let kv_len = mask.cols;
-    let mut dos = vec![0.0f32; rows * d];
-    dims.pack(&mut dos, dout, g, i0, dims.block(qb).1);
+    let dos = dims.pack(dout, g, qb);
     let mut row_lse = vec![0.0f32; rows];
     for (r, l) in row_lse.iter_mut().enumerate() {
         let (i, hh) = (i0 + r / group, r % group);
         *l = lse[(g * group + hh) * tq + i];
     }
     // delta = rowsum(dO ⊙ O) over the stacked rows.
-    let mut os = vec![0.0f32; rows * d];
-    dims.pack(&mut os, out, g, i0, dims.block(qb).1);
+    let os = dims.pack(out, g, qb);
     let mut delta = vec![0.0f32; rows];
     row_dots(&mut delta, &dos, &os, d);
     probs_block(&mut p, stride, dims.limit(i0, 0), group, &row_lse);
+    let be = tiles::backend();
     // dV = Pᵀ·dO (the stacked rows sum the group's heads).
     let mut dv = vec![0.0f32; kv_len * d];
-    tiles::tn(&mut dv, d, &p, stride, &dos, rows, mask, 1.0);
+    tiles::tn(be, &mut dv, d, &p, stride, &dos, rows, mask, 1.0);
     // dP = dO·Vᵀ
     let vt = dims.transposed(v, g, kv_len, stride);
     let mut dp = score_block(rows * stride);
-    tiles::nt(&mut dp, stride, &dos, d, &vt, stride, rows, mask, 1.0);
+    tiles::nt(be, &mut dp, stride, &dos, d, &vt, stride, rows, mask, 1.0);
     // dS = P ⊙ (dP − delta)
     softmax_grad_block(&mut dp, &p, stride, &delta);
     // dQ = scale · dS·K
     let mut dq = dos;
     let hd = dims.hkv * d;
     tiles::nn(
+        be,
         &mut dq,
         d,
         &dp,
@@ -636,7 +660,7 @@ fn bwd_block(
     );
     // dK = scale · dSᵀ·Q
     let mut dk = vec![0.0f32; kv_len * d];
-    tiles::tn(&mut dk, d, &dp, stride, &qs, rows, mask, scale);
+    tiles::tn(be, &mut dk, d, &dp, stride, &qs, rows, mask, scale);
     give_block(p);
     give_block(dp);
     Ok(BlockGrads { dq, dk, dv })

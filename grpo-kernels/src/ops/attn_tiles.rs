@@ -74,19 +74,19 @@ type Panel = fn(&mut [f32], usize, usize, Lhs<'_>, &[f32], usize, usize, usize, 
 
 /// The panels of one implementation: for [`MR`] rows and for one.
 #[derive(Clone, Copy)]
-struct Backend {
+pub(crate) struct Backend {
     wide: Panel,
     narrow: Panel,
 }
 
 /// Portable loops (compiled per instruction set by [`multiversion!`]).
-const PORTABLE: Backend = Backend {
+pub(crate) const PORTABLE: Backend = Backend {
     wide: panel_wide,
     narrow: panel_narrow,
 };
 
 /// AVX-512 where the CPU has it, else [`PORTABLE`] (same bits either way).
-fn backend() -> Backend {
+pub(crate) fn backend() -> Backend {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx512f") {
         return Backend {
@@ -202,25 +202,24 @@ fn panel_narrow(
 }
 }
 
+/// Calls `f(panel, first, count)` over `0..total` in blocks of [`MR`], then one at a time.
+fn each_panel(be: Backend, total: usize, mut f: impl FnMut(Panel, usize, usize)) {
+    let mut i = 0;
+    while i < total {
+        let (panel, r) = if i + MR <= total {
+            (be.wide, MR)
+        } else {
+            (be.narrow, 1)
+        };
+        f(panel, i, r);
+        i += r;
+    }
+}
+
 /// `c [rows, ldc] = alpha · a [rows, d] · bt [d, ldb]` on each row's visible columns (in
 /// 16-wide chunks); see the module doc.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn nt(
-    c: &mut [f32],
-    ldc: usize,
-    a: &[f32],
-    d: usize,
-    bt: &[f32],
-    ldb: usize,
-    rows: usize,
-    mask: Causal,
-    alpha: f32,
-) {
-    nt_with(backend(), c, ldc, a, d, bt, ldb, rows, mask, alpha)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn nt_with(
     be: Backend,
     c: &mut [f32],
     ldc: usize,
@@ -232,13 +231,7 @@ fn nt_with(
     mask: Causal,
     alpha: f32,
 ) {
-    let mut r0 = 0;
-    while r0 < rows {
-        let (panel, r) = if r0 + MR <= rows {
-            (be.wide, MR)
-        } else {
-            (be.narrow, 1)
-        };
+    each_panel(be, rows, |panel, r0, r| {
         let end = mask.visible(r0 + r - 1).next_multiple_of(CW).min(ldb);
         let lhs = Lhs {
             a,
@@ -247,29 +240,13 @@ fn nt_with(
             ars: d,
         };
         panel(c, r0 * ldc, ldc, lhs, bt, 0, ldb, d, end, alpha);
-        r0 += r;
-    }
+    });
 }
 
 /// `c [rows, n] = alpha · a [rows, lda] · b [keys, ldb]` (columns `0..n` of `b`'s rows,
 /// which start at `b[0]`) over each row's visible keys; see the module doc.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn nn(
-    c: &mut [f32],
-    n: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    rows: usize,
-    mask: Causal,
-    alpha: f32,
-) {
-    nn_with(backend(), c, n, a, lda, b, ldb, rows, mask, alpha)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn nn_with(
     be: Backend,
     c: &mut [f32],
     n: usize,
@@ -281,43 +258,22 @@ fn nn_with(
     mask: Causal,
     alpha: f32,
 ) {
-    let mut r0 = 0;
-    while r0 < rows {
-        let (panel, r) = if r0 + MR <= rows {
-            (be.wide, MR)
-        } else {
-            (be.narrow, 1)
-        };
-        let k = mask.visible(r0 + r - 1);
+    each_panel(be, rows, |panel, r0, r| {
         let lhs = Lhs {
             a,
             a0: r0 * lda,
             aks: 1,
             ars: lda,
         };
+        let k = mask.visible(r0 + r - 1);
         panel(c, r0 * n, n, lhs, b, 0, ldb, k, n, alpha);
-        r0 += r;
-    }
+    });
 }
 
 /// `c [cols, n] = alpha · a [rows, lda]ᵀ · b [rows, n]` over the rows that see each column;
 /// see the module doc.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn tn(
-    c: &mut [f32],
-    n: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    rows: usize,
-    mask: Causal,
-    alpha: f32,
-) {
-    tn_with(backend(), c, n, a, lda, b, rows, mask, alpha)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn tn_with(
     be: Backend,
     c: &mut [f32],
     n: usize,
@@ -328,14 +284,7 @@ fn tn_with(
     mask: Causal,
     alpha: f32,
 ) {
-    let cols = mask.cols;
-    let mut j0 = 0;
-    while j0 < cols {
-        let (panel, r) = if j0 + MR <= cols {
-            (be.wide, MR)
-        } else {
-            (be.narrow, 1)
-        };
+    each_panel(be, mask.cols, |panel, j0, _| {
         // Keys j0..j0 + r over the rows that see key j0 (later rows see all of them; the
         // earlier rows' entries for the later keys are masked zeros).
         let r_start = mask.first_row(j0).min(rows);
@@ -357,8 +306,7 @@ fn tn_with(
             n,
             alpha,
         );
-        j0 += r;
-    }
+    });
 }
 
 /// The panels with AVX-512 intrinsics: LLVM's vectoriser lays the portable tiles out along
@@ -536,9 +484,20 @@ mod tests {
                 }
             }
             let mut s = vec![f32::NAN; rows * stride];
-            nt(&mut s, stride, &a, d, &bt, stride, rows, mask, 0.5);
+            nt(
+                backend(),
+                &mut s,
+                stride,
+                &a,
+                d,
+                &bt,
+                stride,
+                rows,
+                mask,
+                0.5,
+            );
             let mut s2 = vec![f32::NAN; rows * stride];
-            nt_with(
+            nt(
                 PORTABLE, &mut s2, stride, &a, d, &bt, stride, rows, mask, 0.5,
             );
             for r in 0..rows {
@@ -550,9 +509,9 @@ mod tests {
             }
             let p = masked(rows, stride, mask, 3);
             let mut o = vec![f32::NAN; rows * d];
-            nn(&mut o, d, &p, stride, &kv, d, rows, mask, 2.0);
+            nn(backend(), &mut o, d, &p, stride, &kv, d, rows, mask, 2.0);
             let mut o2 = vec![f32::NAN; rows * d];
-            nn_with(PORTABLE, &mut o2, d, &p, stride, &kv, d, rows, mask, 2.0);
+            nn(PORTABLE, &mut o2, d, &p, stride, &kv, d, rows, mask, 2.0);
             assert_eq!(bits(&o), bits(&o2), "nn: AVX-512 and portable bits");
             for r in 0..rows {
                 for x in 0..d {
@@ -562,9 +521,9 @@ mod tests {
             }
             let dout = randv(rows * d, 4);
             let mut dv = vec![f32::NAN; cols * d];
-            tn(&mut dv, d, &p, stride, &dout, rows, mask, 1.0);
+            tn(backend(), &mut dv, d, &p, stride, &dout, rows, mask, 1.0);
             let mut dv2 = vec![f32::NAN; cols * d];
-            tn_with(PORTABLE, &mut dv2, d, &p, stride, &dout, rows, mask, 1.0);
+            tn(PORTABLE, &mut dv2, d, &p, stride, &dout, rows, mask, 1.0);
             assert_eq!(bits(&dv), bits(&dv2), "tn: AVX-512 and portable bits");
             for j in 0..cols {
                 for x in 0..d {
