@@ -1,4 +1,4 @@
-//! Our side of CPU workload C5 (`shared/docs/performance.md` §4): the LM head of
+//! Our side of CPU workload C5 (`docs/benchmarks.md`): the LM head of
 //! Qwen2.5-0.5B (H = 896, V = 151936, f32) on 4 × 128 tokens, fused lm_head → log-softmax →
 //! gather → clipped GRPO loss, forward + backward (d hidden and d lm_head), never
 //! materialising the `[512, V]` logits. Driven by `cargo xtask bench cpu C5`, which runs the

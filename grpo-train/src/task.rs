@@ -421,7 +421,7 @@ mod tests {
 
     #[test]
     fn gsm8k_dataset_loads_and_verifies() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/gsm8k");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/gsm8k");
         let s = TaskSection::Dataset {
             train: dir.join("train.jsonl"),
             test: dir.join("test.jsonl"),

@@ -1,5 +1,5 @@
 //! A scalar-only TensorBoard event-file writer (no maintained crate exists;
-//! see `../shared/docs/ecosystem.md`).
+//! (no maintained crate exists for it).
 //!
 //! Record framing: `len: u64 LE`, `masked_crc32c(len bytes): u32 LE`, payload,
 //! `masked_crc32c(payload): u32 LE`; the mask is `rotr(crc, 15) + 0xa282ead8`.

@@ -1,4 +1,4 @@
-"""Peer side of CPU workload C5 (shared/docs/performance.md section 4), run by `cargo xtask bench cpu C5`.
+"""Peer side of CPU workload C5 (docs/benchmarks.md), run by `cargo xtask bench cpu C5`.
 
 LM head of Qwen2.5-0.5B (H=896, V=151936, f32) on 4 x 128 tokens, PyTorch eager: logits
 materialised, log_softmax, gather of the target, clipped GRPO surrogate

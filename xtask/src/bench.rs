@@ -3,9 +3,9 @@
 //! invocation and print the ratio; results go to `target/bench/<name>.json`.
 //!
 //! - `cpu [--reps N] [--quick] [C1 C2 C3 C3b C4 C5 ...]`: the CPU workloads of
-//!   `shared/docs/performance.md` §4. Ours runs through the hidden `grpo bench`
-//!   subcommand (release build); the peer through `scripts/bench_cpu_peer.py`, which
-//!   reuses `shared/bench/peer_bench_cpu.py`; the two sides alternate workload by workload
+//!   `docs/benchmarks.md`. Ours runs through the hidden `grpo bench`
+//!   subcommand (release build); the peer through `xtask/peer/bench_cpu.py`
+//!   (PyTorch eager + transformers); the two sides alternate workload by workload
 //!   (ours, then the peer) so load drift biases both alike. Generation workloads are also run
 //!   without prefix sharing (`C1-noshare`, ...; the peer has no sharing). `--quick`
 //!   keeps the tiny-model workloads (C1, C2) only. C5 (fused LM head + GRPO loss,
@@ -14,7 +14,7 @@
 //!   one fwd+bwd: peak resident-set delta on both sides, ours also as the ops' computed
 //!   workspace; ratio = peer/ours, so > 10 meets the "less than a tenth" goal).
 //! - `e2e [--reps N]`: one GRPO step of the TRL CPU workload (tiny Qwen2, 16 prompts ×
-//!   G=8, 32 new tokens) against `shared/bench/trl_grpo_step_cpu.py` (TRL GRPOTrainer).
+//!   G=8, 32 new tokens) against `xtask/peer/trl_grpo_step.py` (TRL GRPOTrainer).
 //!
 //! Rows named `…-gemm-only` (C2, E2E) time the workload's matrix products alone, on our
 //! kernels and shapes, against the peer's whole workload: the ratio we would reach if
@@ -29,8 +29,7 @@
 //! `{"C2": {"ours": s, "peer": s, "ratio": peer/ours, "unit": "s"}, ...}` (ratio > 1 means
 //! we are faster, or for `unit: "bytes"` rows that we use less memory; `peer`/`ratio` are
 //! null without a peer) and `<name>-detail.json` the raw
-//! outputs of both sides. The peer directory defaults to `../shared/bench` and can be set
-//! with `GRPO_PEER_BENCH_DIR`.
+//! outputs of both sides. Every peer script lives in `xtask/peer/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -145,13 +144,9 @@ fn cpu(args: &[String]) -> anyhow::Result<()> {
             ours.insert(format!("{w}-noshare"), run_ours(grpo, w, o.reps, true)?);
         }
         if let Some(py) = &py {
-            let script = project_root().join("scripts/bench_cpu_peer.py");
+            let script = peer_script("bench_cpu.py");
             let mut cmd = Command::new(py);
-            cmd.arg(script)
-                .arg("--peer-dir")
-                .arg(peer_dir())
-                .args(["--reps", &o.reps.to_string()])
-                .arg(w);
+            cmd.arg(script).args(["--reps", &o.reps.to_string()]).arg(w);
             let v = run_json(&mut cmd, &format!("peer {w} (PyTorch)"))?;
             for key in ["torch", "threads"] {
                 if let Some(x) = v.get(key) {
@@ -167,7 +162,7 @@ fn cpu(args: &[String]) -> anyhow::Result<()> {
         ours.insert("C5".to_string(), run_ours_c5(o.reps, o.no_build)?);
         if let Some(py) = &py {
             let mut cmd = Command::new(py);
-            cmd.arg(project_root().join("xtask/peer/bench_c5.py"))
+            cmd.arg(peer_script("bench_c5.py"))
                 .args(["--reps", &o.reps.to_string()]);
             peer_map.insert(
                 "C5".to_string(),
@@ -216,7 +211,7 @@ fn e2e(args: &[String]) -> anyhow::Result<()> {
         Some(py) => {
             let mut cmd = Command::new(py);
             // The first step is the warm-up (the script reports the median of the others).
-            cmd.arg(peer_dir().join("trl_grpo_step_cpu.py"))
+            cmd.arg(peer_script("trl_grpo_step.py"))
                 .arg((o.reps + 1).to_string());
             Some(run_json(&mut cmd, "peer (TRL)")?)
         }
@@ -258,10 +253,9 @@ fn peer_python() -> Option<String> {
     }
 }
 
-fn peer_dir() -> PathBuf {
-    std::env::var_os("GRPO_PEER_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| project_root().join("../shared/bench"))
+/// A peer script of this repository (`xtask/peer/NAME`).
+fn peer_script(name: &str) -> PathBuf {
+    project_root().join("xtask/peer").join(name)
 }
 
 fn run_ours(grpo: &Path, workload: &str, reps: usize, no_share: bool) -> anyhow::Result<Value> {

@@ -182,6 +182,50 @@ mod tests {
         );
     }
 
+    /// Nothing the code, tests, configs, scripts or benchmarks use may live outside the
+    /// repository: a user, a packager or a fork's CI has only the clone.
+    #[test]
+    fn nothing_reads_outside_the_repository() {
+        let root = project_root();
+        let mut files = all_rust_files();
+        for dir in ["configs", "scripts", "xtask/peer", "grpo-envs/tests/data"] {
+            for e in fs::read_dir(root.join(dir)).unwrap().flatten() {
+                let p = e.path();
+                if p.extension()
+                    .is_some_and(|x| x == "toml" || x == "py" || x == "sh")
+                {
+                    files.push(p);
+                }
+            }
+        }
+        // Spelled in two pieces so this file does not match itself.
+        let needle = format!("../{}", "shared");
+        let bad: Vec<String> = files
+            .iter()
+            .filter(|f| {
+                fs::read_to_string(f)
+                    .unwrap()
+                    .lines()
+                    .any(|l| l.contains(&needle))
+            })
+            .map(|f| f.display().to_string())
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "files that point outside the repository ({needle}):\n{}",
+            bad.join("\n")
+        );
+    }
+
+    #[test]
+    fn ci_runs_the_suite_in_an_isolated_copy() {
+        let ci = fs::read_to_string(project_root().join(".ci/run")).unwrap();
+        assert!(
+            ci.contains("mktemp -d") && ci.contains("cd \"$ISOLATED/grpo-rs\""),
+            ".ci/run must run the suite in a copy with nothing beside it"
+        );
+    }
+
     #[test]
     fn library_crates_deny_missing_docs() {
         for c in CRATES

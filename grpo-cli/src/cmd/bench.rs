@@ -1,9 +1,9 @@
 //! `grpo bench WORKLOAD` (hidden): runs OUR side of one benchmark workload of
-//! `shared/docs/performance.md` §4 on random weights and prints one JSON line of
+//! `docs/benchmarks.md` on random weights and prints one JSON line of
 //! timings (`{"workload", "s" (median), "runs", ...}`). Driven by `cargo xtask bench`,
 //! which runs the peer (PyTorch / TRL) in the same invocation and computes the ratios.
 //!
-//! Workloads (sizes identical to the peer scripts in `shared/bench/`):
+//! Workloads (sizes identical to the peer scripts in `xtask/peer/`):
 //! - `c1`: tiny Qwen2 (d=256, L=4, H=8, KV=2, I=704, V=512), 16 prompts × G=8, prompt 32,
 //!   64 new tokens (sampled, temperature 1, EOS ignored, fixed length).
 //! - `c2`: same model, one GRPO step (forward + clipped-ratio loss + backward + AdamW) on 128
@@ -464,7 +464,7 @@ fn score_bench(args: &Args) -> anyhow::Result<Value> {
     Ok(json!({"workload": args.workload, "s": s, "runs": runs, "tok_per_s": 1024.0 / s}))
 }
 
-/// One GRPO step shaped like `shared/bench/trl_grpo_step_cpu.py`: prompts `"abc+def="` over a
+/// One GRPO step shaped like `xtask/peer/trl_grpo_step.py`: prompts `"abc+def="` over a
 /// 16-token digit vocabulary (8 tokens each), G=8, 32 sampled tokens, exact-match reward,
 /// group-normalised advantages, a shared-prefix training forward, backward and AdamW.
 fn e2e_bench(args: &Args) -> anyhow::Result<Value> {

@@ -118,13 +118,9 @@ fn play_countdown_single_turn_scores_tinyzero_style() {
 }
 
 #[test]
-fn play_gsm8k_qa_from_shared_data() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/gsm8k/test.jsonl");
-    if !path.exists() {
-        eprintln!("skipping: {} not present", path.display());
-        return;
-    }
+fn play_gsm8k_qa_from_vendored_data() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/gsm8k/test.jsonl");
+    assert!(path.exists(), "missing test data file {}", path.display());
     let params = serde_json::json!({"path": path, "columns": "gsm8k"}).to_string();
     // Seed 0 → record 0 (Janet's ducks, answer 18).
     let (ok, out, err) = grpo(

@@ -51,6 +51,24 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// Logs written to a pipe (as `grpo train 2> train.log` does) carry no ANSI escape codes.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_grpo"));
+    c.arg("train")
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info");
+    for s in sets(tmp.path()) {
+        c.arg("--set").arg(s);
+    }
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("INFO"), "no log lines on stderr: {err}");
+    assert!(!err.contains('\x1b'), "ANSI escape in piped logs: {err:?}");
+}
+
 #[test]
 fn train_refuses_existing_dir_then_eval_reports_json() {
     let tmp = tempfile::tempdir().unwrap();

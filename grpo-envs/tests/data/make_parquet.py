@@ -3,7 +3,7 @@
 
 The files mirror how Hugging Face `datasets` stores a split (pyarrow writer,
 plain string columns, a `huggingface` schema-metadata entry) and are built from
-the first rows of the public JSONL sets in ../shared/data, so the Rust tests can
+the first rows of the public JSONL sets in data/ (the repository root), so the Rust tests can
 check that a Parquet row equals the JSONL line it came from:
 
     gsm8k_test_head.{snappy,zstd}.parquet   first 50 rows of gsm8k/test.jsonl
@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_SHARED = HERE.parents[3] / "shared" / "data"
+DEFAULT_SHARED = HERE.parents[2] / "data"
 
 GSM8K_ROWS = 50
 HUMANEVAL_ROWS = 20
@@ -163,7 +163,7 @@ def check(shared):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shared", type=Path, default=DEFAULT_SHARED,
-                    help="the public data directory (default: ../shared/data)")
+                    help="the public data directory (default: the repository's data/)")
     ap.add_argument("--check", action="store_true", help="read the fixtures back and compare")
     args = ap.parse_args()
     if not (args.shared / "gsm8k" / "test.jsonl").exists():

@@ -1,26 +1,22 @@
-//! Dataset loader tests on the shared public data sets.
+//! Dataset loader tests on the public data sets vendored in `data/`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use grpo_envs::dataset::{ColumnMap, Cursor, load_jsonl};
 
-fn shared(p: &str) -> Option<std::path::PathBuf> {
+/// A file of the repository's vendored public data (`data/` at the root); a missing
+/// file is a test failure naming its path, never a silent skip.
+fn repo_data(p: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
+        .join("../data")
         .join(p);
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!("skipping: {} not present", path.display());
-        None
-    }
+    assert!(path.exists(), "missing test data file {}", path.display());
+    path
 }
 
 #[test]
 fn loads_gsm8k() {
-    let Some(p) = shared("gsm8k/test.jsonl") else {
-        return;
-    };
+    let p = repo_data("gsm8k/test.jsonl");
     let recs = load_jsonl(p, &ColumnMap::gsm8k()).unwrap();
     assert_eq!(recs.len(), 1319);
     assert_eq!(recs[0].answer, "18");
@@ -33,9 +29,7 @@ fn loads_gsm8k() {
 
 #[test]
 fn loads_humaneval() {
-    let Some(p) = shared("humaneval/HumanEval.jsonl") else {
-        return;
-    };
+    let p = repo_data("humaneval/HumanEval.jsonl");
     let recs = load_jsonl(p, &ColumnMap::humaneval()).unwrap();
     assert_eq!(recs.len(), 164);
     assert_eq!(recs[0].id, "HumanEval/0");
@@ -135,9 +129,7 @@ fn bfcl_and_code_contest_records_map_by_preset() {
 
 #[test]
 fn loads_gsm8k_train() {
-    let Some(p) = shared("gsm8k/train.jsonl") else {
-        return;
-    };
+    let p = repo_data("gsm8k/train.jsonl");
     let recs = load_jsonl(p, &ColumnMap::gsm8k()).unwrap();
     assert_eq!(recs.len(), 7473);
     assert!(
@@ -159,9 +151,7 @@ fn cursor_resumes_mid_epoch() {
 #[test]
 fn qa_env_scores_gsm8k_with_both_verifiers() {
     use grpo_envs::{EpisodeView, TaskSpec, Turn, envs};
-    let Some(p) = shared("gsm8k/test.jsonl") else {
-        return;
-    };
+    let p = repo_data("gsm8k/test.jsonl");
     for verifier in ["numeric", "math"] {
         let params = serde_json::json!({"path": p, "columns": "gsm8k", "verifier": verifier});
         let mut env = envs::make("qa", &params).unwrap();
@@ -191,9 +181,7 @@ fn qa_env_scores_gsm8k_with_both_verifiers() {
 fn qa_env_runs_humaneval_tests_in_the_sandbox() {
     use grpo_envs::tool::PythonExecutor;
     use grpo_envs::{EpisodeView, TaskSpec, Turn, envs};
-    let Some(p) = shared("humaneval/HumanEval.jsonl") else {
-        return;
-    };
+    let p = repo_data("humaneval/HumanEval.jsonl");
     let Ok(exec) = grpo_envs::exec::SandboxExecutor::detect() else {
         eprintln!("skipping: no python3");
         return;

@@ -1,6 +1,6 @@
 //! Parquet loader tests (feature `parquet`) on the committed fixtures in
 //! `tests/data/` (written by `tests/data/make_parquet.py` from the first rows of
-//! the shared JSONL sets): a Parquet row gives the same record as the JSONL line
+//! the JSONL sets in `data/`): a Parquet row gives the same record as the JSONL line
 //! it came from, in the same cursor order; Snappy, Zstd and nested columns read;
 //! broken files and bad maps give errors naming the file, row and column.
 
@@ -15,16 +15,14 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn shared(p: &str) -> Option<PathBuf> {
+/// A file of the repository's vendored public data (`data/` at the root); a missing
+/// file is a test failure naming its path, never a silent skip.
+fn repo_data(p: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
+        .join("../data")
         .join(p);
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!("skipping: {} not present", path.display());
-        None
-    }
+    assert!(path.exists(), "missing test data file {}", path.display());
+    path
 }
 
 /// Records equal except the default id, which is `line-N` vs `row-N` with the same N.
@@ -59,9 +57,7 @@ fn assert_same_cursor_order(parquet: &[TaskRecord], jsonl: &[TaskRecord]) {
 
 #[test]
 fn gsm8k_parquet_rows_equal_their_jsonl_lines_in_both_codecs() {
-    let Some(src) = shared("gsm8k/test.jsonl") else {
-        return;
-    };
+    let src = repo_data("gsm8k/test.jsonl");
     let mut jsonl = load_jsonl(&src, &ColumnMap::gsm8k()).unwrap();
     jsonl.truncate(50);
     // Raw columns too, so the whole answer text (not just the number) is compared.
@@ -87,9 +83,7 @@ fn gsm8k_parquet_rows_equal_their_jsonl_lines_in_both_codecs() {
 
 #[test]
 fn humaneval_parquet_rows_equal_their_jsonl_lines_in_both_codecs() {
-    let Some(src) = shared("humaneval/HumanEval.jsonl") else {
-        return;
-    };
+    let src = repo_data("humaneval/HumanEval.jsonl");
     let mut jsonl = load_jsonl(&src, &ColumnMap::humaneval()).unwrap();
     jsonl.truncate(20);
     for codec in ["snappy", "zstd"] {

@@ -1,7 +1,7 @@
 //! HumanEval through the code verifier: canonical solutions pass, wrong ones fail.
 //!
 //! `tests/data/code_humaneval_sample.jsonl` holds 13 problems of openai/human-eval (MIT,
-//! see `code_humaneval_LICENSE`). The ignored test runs all 164 from the shared data dir.
+//! see `code_humaneval_LICENSE`). The heavy test runs all 164 from `data/humaneval/` at the repository root.
 
 use grpo_rewards::code::verify_json;
 use serde_json::{Value, json};
@@ -73,7 +73,7 @@ fn wrong_solutions_fail() {
     });
 }
 
-/// Runs all 164 HumanEval problems from ../shared/data (about a minute), only
+/// Runs all 164 HumanEval problems from the repository's `data/humaneval/` (about a minute), only
 /// with `GRPO_HEAVY=1` (`cargo xtask test --heavy`); otherwise it says it skipped.
 #[test]
 fn all_canonical_solutions_pass() {
@@ -85,7 +85,7 @@ fn all_canonical_solutions_pass() {
     }
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/data/humaneval/HumanEval.jsonl"
+        "/../data/humaneval/HumanEval.jsonl"
     );
     let ps = problems(path);
     let failed: Vec<String> = std::thread::scope(|s| {

@@ -78,13 +78,54 @@ fn algorithm_family_configs_run_two_grpo_steps() {
     }
 }
 
+/// Every data file an example config names is inside the repository and present: a user who
+/// clones the repository alone can run each config (paths are relative to the repository root,
+/// where `cargo xtask train` runs).
 #[test]
-fn gsm8k_config_points_at_the_shared_data() {
+fn example_configs_read_data_only_from_inside_the_repository() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap();
+    let mut checked = 0;
+    for e in std::fs::read_dir(configs_dir()).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        let c = config::load(&p, &[]).unwrap();
+        if let config::TaskSection::Dataset { train, test, .. } = &c.task {
+            for f in [train, test] {
+                assert!(
+                    f.is_relative(),
+                    "{}: {} is absolute",
+                    p.display(),
+                    f.display()
+                );
+                let full = root.join(f);
+                let real = full.canonicalize().unwrap_or_else(|e| {
+                    panic!("{}: data file {} missing: {e}", p.display(), full.display())
+                });
+                assert!(
+                    real.starts_with(&root),
+                    "{}: {} points outside the repository",
+                    p.display(),
+                    f.display()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 2, "no dataset config checked");
+}
+
+#[test]
+fn gsm8k_config_points_at_the_vendored_data() {
     let c = config::load(&configs_dir().join("gsm8k.toml"), &[]).unwrap();
     match &c.task {
         config::TaskSection::Dataset { train, test, .. } => {
-            assert!(train.ends_with("gsm8k/train.jsonl"));
-            assert!(test.ends_with("gsm8k/test.jsonl"));
+            assert_eq!(train, Path::new("data/gsm8k/train.jsonl"));
+            assert_eq!(test, Path::new("data/gsm8k/test.jsonl"));
         }
         other => panic!("gsm8k.toml task is {other:?}"),
     }
