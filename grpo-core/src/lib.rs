@@ -21,6 +21,8 @@
 //! - [`filter::FilterConfig`] and [`sampler::SamplerConfig`] select group
 //!   filters (DAPO dynamic sampling, ...) and prompt samplers (VAS, SPO, ...);
 //!   every random choice takes the caller's seeded `ChaCha8Rng`.
+//! - [`inputs`]: every item declares the optional inputs it needs
+//!   (`required_inputs()`), so a run config can be checked before step 1.
 //! - [`registry::all`] lists every item by name with its verification status;
 //!   the property tests iterate over it.
 //!
@@ -100,6 +102,7 @@ pub mod batch;
 pub mod compat;
 pub mod error;
 pub mod filter;
+pub mod inputs;
 pub mod kl;
 pub mod loss;
 pub mod registry;
@@ -107,3 +110,4 @@ pub mod sampler;
 pub mod stats;
 
 pub use error::{CoreError, Result};
+pub use inputs::Input;
