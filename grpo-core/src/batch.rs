@@ -10,7 +10,7 @@
 //!
 //! All arrays are `f64` (storage and accumulation). Construction validates
 //! shapes, finiteness and the group index and returns a named
-//! [`CoreError`](crate::CoreError) instead of panicking. Empty mask rows are
+//! [`CoreError`] instead of panicking. Empty mask rows are
 //! *allowed* (a row masked out by a filter contributes nothing, §0); the
 //! estimators that need a length call [`ScoredBatch::check_no_empty_rows`].
 //!

@@ -35,9 +35,9 @@ fn exempt() -> f64 {
 /// Per-prompt statistics the samplers read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PromptPool {
-    /// Pass rate `P(x)` ∈ [0,1] per prompt (e.g. from the last N rollouts, or SPO's `p̂`).
+    /// Pass rate `P(x)` ∈ \[0,1\] per prompt (e.g. from the last N rollouts, or SPO's `p̂`).
     pub pass_rate: Vec<f64>,
-    /// Diversity `TDS(x)` ∈ [0,1] per prompt (VAS; e.g. [`distinct_n`] or `1 − selfBLEU`).
+    /// Diversity `TDS(x)` ∈ \[0,1\] per prompt (VAS; e.g. [`distinct_n`] or `1 − selfBLEU`).
     pub diversity: Option<Vec<f64>>,
 }
 

@@ -11,4 +11,5 @@ mod kl_props;
 mod loss_invariants;
 mod loss_known;
 mod loss_props;
+mod required_inputs;
 mod sampler_properties;

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::adv_support::*;
 
-fn filter_examples() -> Vec<(&'static str, Value)> {
+pub(crate) fn filter_examples() -> Vec<(&'static str, Value)> {
     vec![
         (
             "dynamic_sampling",
@@ -43,7 +43,7 @@ fn filter_examples() -> Vec<(&'static str, Value)> {
     ]
 }
 
-fn sampler_examples() -> Vec<(&'static str, Value)> {
+pub(crate) fn sampler_examples() -> Vec<(&'static str, Value)> {
     vec![
         ("uniform", json!({"type": "uniform"})),
         (
