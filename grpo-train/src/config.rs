@@ -42,6 +42,10 @@ pub struct RunConfigFile {
     pub algorithm: AlgorithmSection,
     /// Optimiser and learning-rate schedule.
     pub optim: OptimSection,
+    /// Reward components (`[[reward]]`), combined by weight into the scalar reward. Absent:
+    /// one component `correct` = the task's own verifier.
+    #[serde(default)]
+    pub reward: Vec<RewardComponentSection>,
     /// Reference policy for the KL term.
     #[serde(default)]
     pub reference: ReferenceSection,
@@ -185,6 +189,20 @@ pub struct GrpoSection {
     /// Stop after this many consecutive non-finite updates.
     #[serde(default = "five")]
     pub max_nonfinite_in_a_row: usize,
+    /// Minibatches whose gradients are summed into one optimiser step (1 = a step per
+    /// minibatch). The loss of each minibatch is scaled by 1/N, so N accumulated
+    /// minibatches give the gradient of their mean loss.
+    #[serde(default = "one")]
+    pub gradient_accumulation_steps: usize,
+    /// Gradient checkpointing: keep only each layer's input in the forward and recompute
+    /// the rest during the backward (less memory, about one more forward of time).
+    #[serde(default)]
+    pub recompute: bool,
+    /// Recompute the old-policy log-probs with a teacher-forced scoring pass before the
+    /// updates (as verl does) instead of taking the sampler's; the sampler's stay
+    /// available as the rollout log-probs (`rollout_correction`, `off_policy_mask`).
+    #[serde(default)]
+    pub recompute_old_log_prob: bool,
 }
 
 fn one() -> usize {
@@ -227,10 +245,190 @@ pub struct AlgorithmSection {
     pub advantage: grpo_core::advantage::AdvantageConfig,
     /// Policy loss, e.g. `{ type = "ppo_clip", eps_low = 0.2, eps_high = 0.28, agg = { type = "token_mean" } }`.
     pub loss: grpo_core::loss::LossConfig,
-    /// Drop groups whose rewards all agree (DAPO dynamic sampling's filter);
-    /// they carry no GRPO signal.
+    /// Drop groups whose rewards all agree (DAPO dynamic sampling's filter, without
+    /// refill); they carry no GRPO signal. Use `filter` for the other filters and refill.
     #[serde(default)]
     pub drop_zero_variance_groups: bool,
+    /// KL to the reference policy as a loss term, with a fixed or controlled coefficient.
+    #[serde(default)]
+    pub kl: Option<KlSection>,
+    /// A group filter by registry name (`dynamic_sampling`, `mask_truncated`, ...);
+    /// with `refill`, rollouts are repeated until the batch is full again.
+    #[serde(default)]
+    pub filter: Option<FilterSection>,
+    /// Per-step schedules of loss parameters (MDPO's `t_k`, R²VPO's dual variable).
+    #[serde(default)]
+    pub schedule: LossScheduleSection,
+}
+
+/// `[algorithm.kl]`: a KL penalty `coef · Agg(k(ℓ, ℓʳ))` added to the loss (verl
+/// `use_kl_loss`), its coefficient set by a controller (grpo-core `KlControllerConfig`:
+/// `fixed`, `adaptive`, `grpo_d`, `disco_constrained`). Needs `[reference] mode` ≠ `off`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KlSection {
+    /// KL estimator (`k1`, `k2`, `k3`, `k3_unclamped`, `abs`, ...).
+    pub estimator: grpo_core::kl::KlEstimator,
+    /// Aggregation of the KL term (default `token_mean`).
+    #[serde(default = "token_mean")]
+    pub agg: grpo_core::loss::Aggregation,
+    /// Coefficient controller, e.g. `{ type = "fixed", kl_coef = 0.001 }`.
+    pub controller: grpo_core::kl::KlControllerConfig,
+}
+
+fn token_mean() -> grpo_core::loss::Aggregation {
+    grpo_core::loss::Aggregation::TokenMean
+}
+
+/// `[algorithm.filter]`: a grpo-core group filter and whether to refill.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSection {
+    /// The filter, e.g. `{ type = "dynamic_sampling", metric = "reward" }`.
+    pub rule: grpo_core::filter::FilterConfig,
+    /// Keep sampling rollout batches until `rollout.prompts_per_step` groups survive (DAPO
+    /// dynamic sampling), at most `max_rollout_batches` per step; the surplus is dropped.
+    #[serde(default)]
+    pub refill: bool,
+    /// Upper bound on rollout batches per step with `refill` (DAPO `max_num_gen_batches`).
+    #[serde(default = "four")]
+    pub max_rollout_batches: usize,
+}
+
+fn four() -> usize {
+    4
+}
+
+/// `[algorithm.schedule]`: loss parameters the trainer sets every step.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LossScheduleSection {
+    /// MDPO: set the loss's `t_k` to the official anneal `1 − (k−1)/K` at GRPO step k of K.
+    #[serde(default)]
+    pub mdpo_anneal_t_k: bool,
+    /// R²VPO: after every step, dual ascent `η ← max(0, η + lr·(V − δ_V))` on the measured
+    /// ratio variance V, with this step size; η is saved with the checkpoint.
+    #[serde(default)]
+    pub r2vpo_dual_lr: Option<f64>,
+}
+
+/// One `[[reward]]` entry: a named, weighted reward component.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RewardComponentSection {
+    /// Name in metrics (`reward/<name>`) and in the batch's reward components (GDPO
+    /// normalises each separately). Default: the source's type name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Weight in the scalar reward (a weighted sum).
+    #[serde(default = "one_f64")]
+    pub weight: f64,
+    /// What computes the component, e.g. `{ type = "format", tags = ["answer"] }`.
+    pub source: RewardSource,
+}
+
+impl RewardComponentSection {
+    /// The component's name.
+    pub fn name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.source.type_name().to_string())
+    }
+}
+
+fn one_f64() -> f64 {
+    1.0
+}
+
+/// What computes a reward component: a verifier or a shaper (grpo-rewards), by `type`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "snake_case")]
+pub enum RewardSource {
+    /// The task's own verifier (arithmetic: exact answer plus any partial credit; dataset:
+    /// its `verifier`): 1 for a correct answer.
+    Task {},
+    /// The math verifier against the task's gold answer, with Math-Verify's options.
+    Math(grpo_rewards::math::MathConfig),
+    /// 1 when the completion matches the format: a regex (full match) or, by default,
+    /// `<think>…</think><answer>…</answer>` tags.
+    Format {
+        /// A regex the whole completion must match; overrides `tags`.
+        #[serde(default)]
+        pattern: Option<String>,
+        /// Tag names in order.
+        #[serde(default)]
+        tags: Option<Vec<String>>,
+    },
+    /// DAPO's overlong soft punishment on the completion length in tokens (≤ 0).
+    DapoOverlong {
+        /// `L_max`.
+        max_len: usize,
+        /// `L_buf`.
+        buffer: usize,
+        /// Penalty factor.
+        #[serde(default = "one_f64")]
+        factor: f64,
+        /// Formula variant.
+        #[serde(default)]
+        mode: grpo_rewards::shaping::OverlongMode,
+    },
+    /// The cosine length reward (Demystifying long CoT): shorter is better when correct,
+    /// longer when wrong; correctness is the `task` verifier's.
+    CosineLength(grpo_rewards::shaping::CosineParams),
+    /// ProRL's stop-properly penalty: the correctness reward, scaled by `coef` when the
+    /// completion was cut at the length limit.
+    ProrlStop {
+        /// Coefficient applied to truncated completions.
+        coef: f64,
+    },
+    /// RAPO's absolute score reward `exp(−½(|ŝ−s|/0.1)²)` between the number the
+    /// completion answers and the numeric gold answer (0 when no number is found).
+    RapoAbsolute {},
+    /// RAPO's relative (rank-fidelity) reward across the prompts of the batch: how well
+    /// each completion's number ranks its prompt's gold against the other prompts' golds.
+    RapoRelative {},
+    /// OTC's tool-efficiency reward (needs tool-call counts: environment tasks only).
+    Otc {
+        /// Smoothing `c`.
+        #[serde(default = "one_f64")]
+        c: f64,
+        /// Scale `alpha`.
+        #[serde(default = "one_f64")]
+        alpha: f64,
+    },
+    /// Programs run in the sandbox against the task's tests (needs a code dataset).
+    Code {},
+    /// Tool calls checked against function schemas and possible answers (needs a
+    /// tool-call dataset).
+    Toolcall(grpo_rewards::toolcall::ToolCallConfig),
+    /// GUI actions under an anchor profile (needs a GUI dataset).
+    Gui {
+        /// The anchor profile.
+        profile: grpo_rewards::gui::Profile,
+        /// Screen size, frames, scales.
+        #[serde(default)]
+        options: grpo_rewards::gui::GuiOptions,
+    },
+}
+
+impl RewardSource {
+    /// The `type` name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            RewardSource::Task {} => "task",
+            RewardSource::Math(_) => "math",
+            RewardSource::Format { .. } => "format",
+            RewardSource::DapoOverlong { .. } => "dapo_overlong",
+            RewardSource::CosineLength(_) => "cosine_length",
+            RewardSource::ProrlStop { .. } => "prorl_stop",
+            RewardSource::RapoAbsolute {} => "rapo_absolute",
+            RewardSource::RapoRelative {} => "rapo_relative",
+            RewardSource::Otc { .. } => "otc",
+            RewardSource::Code {} => "code",
+            RewardSource::Toolcall(_) => "toolcall",
+            RewardSource::Gui { .. } => "gui",
+        }
+    }
 }
 
 /// Optimiser (AdamW) and schedule.
@@ -311,6 +509,13 @@ pub struct CheckpointSection {
     /// Save every N SFT steps (0 = only at the end of SFT, which always saves).
     #[serde(default)]
     pub sft_every: usize,
+}
+
+/// Estimators that need no group of completions per prompt (SPO's tracked baseline,
+/// REINFORCE++'s batch whitening, ReMax's greedy baseline), so `group_size = 1` is allowed.
+fn single_stream(a: &grpo_core::advantage::AdvantageConfig) -> bool {
+    use grpo_core::advantage::AdvantageConfig::{ReinforcePlusPlus, Remax, Spo};
+    matches!(a, Spo(_) | ReinforcePlusPlus(_) | Remax(_))
 }
 
 /// Parses a run config from TOML text, applying `key.path=value` overrides.
@@ -401,10 +606,18 @@ impl RunConfigFile {
                 format!("`{}` must be a non-empty plain name", self.name),
             ));
         }
-        if self.rollout.group_size < 2 {
+        if self.rollout.group_size == 0 {
+            return Err(err("rollout.group_size", "must be at least 1".into()));
+        }
+        if self.rollout.group_size < 2 && !single_stream(&self.algorithm.advantage) {
             return Err(err(
                 "rollout.group_size",
-                "GRPO needs at least 2 completions per prompt".into(),
+                format!(
+                    "`{}` compares the completions of a prompt, so it needs at least 2 per \
+                     prompt (single-stream estimators that allow 1: spo, reinforce_plus_plus, \
+                     remax)",
+                    self.algorithm.advantage.name()
+                ),
             ));
         }
         if self.rollout.prompts_per_step == 0 {
@@ -477,6 +690,127 @@ impl RunConfigFile {
         }
         self.algorithm.advantage.validate()?;
         self.algorithm.loss.validate_params()?;
+        self.validate_algorithm()?;
+        Ok(())
+    }
+
+    /// Cross-checks of the algorithm with the rest of the run: filters, KL, schedules,
+    /// reward components, and the inputs each chosen registry item needs.
+    fn validate_algorithm(&self) -> Result<()> {
+        let err = |key: &str, m: String| TrainError::Config {
+            location: Some(key.to_string()),
+            message: m,
+        };
+        let alg = &self.algorithm;
+        if self.grpo.gradient_accumulation_steps == 0 {
+            return Err(err(
+                "grpo.gradient_accumulation_steps",
+                "must be at least 1".into(),
+            ));
+        }
+        let names: Vec<String> = if self.reward.is_empty() {
+            vec![crate::reward::DEFAULT_COMPONENT.to_string()]
+        } else {
+            self.reward
+                .iter()
+                .map(RewardComponentSection::name)
+                .collect()
+        };
+        for (i, r) in self.reward.iter().enumerate() {
+            if !r.weight.is_finite() {
+                return Err(err(
+                    &format!("reward[{i}].weight"),
+                    format!("must be finite, got {}", r.weight),
+                ));
+            }
+        }
+        if alg.drop_zero_variance_groups && alg.filter.is_some() {
+            return Err(err(
+                "algorithm.drop_zero_variance_groups",
+                "set either drop_zero_variance_groups or [algorithm.filter], not both \
+                 (filter = { rule = { type = \"dynamic_sampling\", metric = \"reward\" } } is \
+                 the same filter, with refill available)"
+                    .into(),
+            ));
+        }
+        if alg.drop_zero_variance_groups && self.rollout.group_size < 2 {
+            return Err(err(
+                "algorithm.drop_zero_variance_groups",
+                "with one completion per prompt every group has zero variance".into(),
+            ));
+        }
+        if let Some(f) = &alg.filter {
+            f.rule
+                .validate()
+                .map_err(|e| err("algorithm.filter.rule", e.to_string()))?;
+            if let Some(metric) = f.rule.metric()
+                && metric != "reward"
+                && !names.iter().any(|n| n == metric)
+            {
+                return Err(err(
+                    "algorithm.filter.rule.metric",
+                    format!(
+                        "`{metric}` is not a reward component of this run (known: reward, {})",
+                        names.join(", ")
+                    ),
+                ));
+            }
+            if f.refill && f.max_rollout_batches == 0 {
+                return Err(err(
+                    "algorithm.filter.max_rollout_batches",
+                    "must be at least 1".into(),
+                ));
+            }
+        }
+        if let grpo_core::advantage::AdvantageConfig::Gdpo(g) = &alg.advantage
+            && let Some(w) = &g.weights
+            && w.len() != names.len()
+        {
+            return Err(err(
+                "algorithm.advantage.weights",
+                format!(
+                    "gdpo has {} weights but the run has {} reward components ({})",
+                    w.len(),
+                    names.len(),
+                    names.join(", ")
+                ),
+            ));
+        }
+        if alg.kl.is_some() && self.reference.mode == "off" {
+            return Err(err(
+                "algorithm.kl",
+                "a KL penalty needs a reference policy: set [reference] mode = \"frozen\" or \
+                 \"sync\""
+                    .into(),
+            ));
+        }
+        if let Some(kl) = &alg.kl {
+            grpo_core::kl::KlController::new(kl.controller.clone())
+                .map_err(|e| err("algorithm.kl.controller", e.to_string()))?;
+        }
+        if alg.schedule.mdpo_anneal_t_k && !crate::chain::has_mdpo(&alg.loss) {
+            return Err(err(
+                "algorithm.schedule.mdpo_anneal_t_k",
+                format!("the loss `{}` has no mdpo term to anneal", alg.loss.name()),
+            ));
+        }
+        if let Some(lr) = alg.schedule.r2vpo_dual_lr {
+            if !(lr.is_finite() && lr > 0.0) {
+                return Err(err(
+                    "algorithm.schedule.r2vpo_dual_lr",
+                    format!("must be finite and > 0, got {lr}"),
+                ));
+            }
+            if crate::chain::r2vpo_eta(&alg.loss).is_none() {
+                return Err(err(
+                    "algorithm.schedule.r2vpo_dual_lr",
+                    format!("the loss `{}` has no r2vpo term", alg.loss.name()),
+                ));
+            }
+        }
+        if let Some(m) = crate::inputs::missing(self).into_iter().next() {
+            return Err(err(&m.key, m.to_string()));
+        }
         Ok(())
     }
 

@@ -10,12 +10,15 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod chain;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod inputs;
 pub mod metrics;
 pub mod plot;
 pub mod progress;
+pub mod reward;
 pub mod schedule;
 pub mod state;
 pub mod task;

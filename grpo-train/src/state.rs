@@ -1,6 +1,6 @@
 //! Run state saved with every checkpoint, so `--resume` continues
 //! bit-for-bit: stage and step, the data cursor, the optimiser's moments and
-//! step count, and the advantage estimator's state. Every random choice of
+//! step count, the advantage estimator's state, the KL controller and R²VPO's dual variable. Every random choice of
 //! the trainer is derived from (seed, stage, step, index), so no generator
 //! position needs saving.
 
@@ -52,6 +52,25 @@ pub struct TrainerState {
     pub advantage_state: AdvantageState,
     /// Number of metrics lines written up to this checkpoint.
     pub metrics_lines: usize,
+    /// The KL coefficient controller (`[algorithm.kl]`), with its current coefficient.
+    #[serde(default)]
+    pub kl_controller: Option<grpo_core::kl::KlController>,
+    /// R²VPO's dual variable η when `algorithm.schedule.r2vpo_dual_lr` is set.
+    #[serde(default)]
+    pub r2vpo_eta: Option<f64>,
+    /// SPO with the KL-adaptive ρ: per prompt key, the response it last trained on and that
+    /// response's log-probs then (the next visit measures how far the policy moved on it).
+    #[serde(default)]
+    pub spo_memory: std::collections::BTreeMap<String, SpoMemory>,
+}
+
+/// A prompt's last trained response and its log-probs at that time (SPO's distance `D_x`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SpoMemory {
+    /// Response token ids.
+    pub ids: Vec<u32>,
+    /// Their log-probs under the policy of that step.
+    pub logprobs: Vec<f32>,
 }
 
 /// AdamW first and second moments, flat like the parameters.

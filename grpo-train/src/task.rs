@@ -298,6 +298,22 @@ impl TaskSource {
         }
     }
 
+    /// The gold answer as a number, when it is one (commas as thousands separators allowed).
+    pub fn gold_number(&self, inst: &TaskInstance) -> Option<f64> {
+        parse_number(&inst.answer)
+    }
+
+    /// The number a completion answers: the arithmetic task's answer field; for datasets the
+    /// last number in the text (GSM8K's convention). `None` when there is none.
+    pub fn answer_number(&self, completion: &str) -> Option<f64> {
+        match &self.kind {
+            Kind::Arithmetic { .. } => {
+                ArithmeticTask::parse_completion(completion).and_then(|(_, ans)| parse_number(ans))
+            }
+            Kind::Dataset { .. } => last_number(completion),
+        }
+    }
+
     /// Every character the task's prompts and gold completions use (for a
     /// character tokenizer built for a new model).
     pub fn alphabet(&self) -> String {
@@ -314,6 +330,43 @@ impl TaskSource {
             Kind::Dataset { .. } => None,
         }
     }
+}
+
+/// A decimal number, with optional sign and `,` thousands separators; finite only.
+fn parse_number(s: &str) -> Option<f64> {
+    let t: String = s.trim().chars().filter(|&c| c != ',').collect();
+    let t = t.strip_suffix('.').unwrap_or(&t);
+    if t.is_empty()
+        || !t
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | '.'))
+    {
+        return None;
+    }
+    t.parse::<f64>().ok().filter(|x| x.is_finite())
+}
+
+/// The last number in `text` (digits with optional sign, `,` separators and one `.`).
+fn last_number(text: &str) -> Option<f64> {
+    let b = text.as_bytes();
+    let mut end = b.len();
+    while end > 0 && !b[end - 1].is_ascii_digit() {
+        end -= 1;
+    }
+    if end == 0 {
+        return None;
+    }
+    let mut start = end;
+    while start > 0 && (b[start - 1].is_ascii_digit() || matches!(b[start - 1], b',' | b'.')) {
+        start -= 1;
+    }
+    while start < end && !b[start].is_ascii_digit() {
+        start += 1;
+    }
+    if start > 0 && b[start - 1] == b'-' {
+        start -= 1;
+    }
+    parse_number(&text[start..end])
 }
 
 /// A bijection of `0..n` keyed by `key` (cycle-walking over a power-of-two
@@ -408,6 +461,16 @@ mod tests {
         let plain = TaskSource::new(&section(), 1).unwrap();
         let s = plain.score(inst, &format!("{scratch};{wrong}\n"));
         assert_eq!((s.format, s.reward()), (1.0, 0.0));
+    }
+
+    #[test]
+    fn numbers_are_parsed_from_answers_and_text() {
+        assert_eq!(parse_number("1,234"), Some(1234.0));
+        assert_eq!(parse_number("-3.5"), Some(-3.5));
+        assert_eq!(parse_number("x1"), None);
+        assert_eq!(last_number("so 12 apples, then -7.5 left."), Some(-7.5));
+        assert_eq!(last_number("total is 1,200"), Some(1200.0));
+        assert_eq!(last_number("none"), None);
     }
 
     #[test]

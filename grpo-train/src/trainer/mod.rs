@@ -22,6 +22,7 @@ use crate::config::RunConfigFile;
 use crate::error::Result;
 use crate::metrics::MetricsSink;
 use crate::progress::Progress;
+use crate::reward::RewardFns;
 use crate::state::{Moments, Stage, TrainerState};
 use crate::task::TaskSource;
 
@@ -104,6 +105,7 @@ struct Run<'c> {
     tok: Tokenizer,
     task: TaskSource,
     estimator: AdvantageEstimator,
+    rewards: RewardFns,
     moments: Moments,
     state: TrainerState,
     metrics: MetricsSink,

@@ -10,6 +10,7 @@ use crate::checkpoint;
 use crate::config::RunConfigFile;
 use crate::error::{Result, TrainError};
 use crate::metrics::{MetricsSink, Record};
+use crate::reward::RewardFns;
 use crate::state::{Moments, Stage, TrainerState};
 use crate::task::TaskSource;
 
@@ -18,6 +19,7 @@ impl<'c> Run<'c> {
     /// tokenizer, task, estimator and optimiser state.
     pub(super) fn build(cfg: &'c RunConfigFile, opts: &TrainOptions) -> Result<Self> {
         let task = TaskSource::new(&cfg.task, cfg.seed)?;
+        let rewards = RewardFns::new(&cfg.reward)?;
         let (dir, model, tok, state, moments, history, reference) = match &opts.resume {
             Some(dir) => {
                 let r = checkpoint::load(dir)?;
@@ -73,6 +75,23 @@ impl<'c> Run<'c> {
                     nonfinite_streak: 0,
                     advantage_state: cfg.algorithm.advantage.initial_state(),
                     metrics_lines: 0,
+                    kl_controller: match &cfg.algorithm.kl {
+                        Some(kl) => Some(
+                            grpo_core::kl::KlController::new(kl.controller.clone()).map_err(
+                                |e| TrainError::Config {
+                                    location: Some("algorithm.kl.controller".into()),
+                                    message: e.to_string(),
+                                },
+                            )?,
+                        ),
+                        None => None,
+                    },
+                    r2vpo_eta: cfg
+                        .algorithm
+                        .schedule
+                        .r2vpo_dual_lr
+                        .and(crate::chain::r2vpo_eta(&cfg.algorithm.loss)),
+                    spo_memory: Default::default(),
                 };
                 (dir, model, tok, state, Moments::zeros(n), Vec::new(), None)
             }
@@ -91,6 +110,7 @@ impl<'c> Run<'c> {
             tok,
             task,
             estimator,
+            rewards,
             moments,
             state,
             metrics,
