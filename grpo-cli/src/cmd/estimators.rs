@@ -5,8 +5,8 @@
 //! `eval` writes exactly one output line per input line, in order:
 //! `{"outputs": {...}}` or `{"error": "line N: field X: ..."}`; a bad line
 //! (including a blank one) never stops the run. Unknown keys (on the line, in
-//! `params`, in `inputs`) fail their line naming the key (`grpo_core::compat::eval`
-//! checks them). The exit rule is [`io::Tally::finish`]'s.
+//! `params`, in `inputs`) fail their line naming the key (the line's keys are checked
+//! here, the others by `grpo_core::compat::eval`). The exit rule is [`io::Tally::finish`]'s.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -89,6 +89,19 @@ fn list(as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Keys of an eval line (`case` and `note` are free-form labels).
+const LINE_KEYS: &[&str] = &["fn", "params", "inputs", "case", "note"];
+
+/// Evaluates one line; unknown keys inside `params` and `inputs` are refused by
+/// `grpo_core::compat::eval`.
+fn eval_line(line: &str) -> anyhow::Result<serde_json::Value> {
+    let obj = io::parse_object(line)?;
+    io::check_keys(&obj, LINE_KEYS, None)?;
+    Ok(grpo_core::compat::eval::eval(&serde_json::Value::Object(
+        obj,
+    ))?)
+}
+
 /// Evaluates every line of `input`, writing one result line per input line.
 fn eval_lines(input: impl BufRead, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut tally = io::Tally::default();
@@ -98,7 +111,7 @@ fn eval_lines(input: impl BufRead, out: &mut dyn Write) -> anyhow::Result<()> {
         let value = if line.trim().is_empty() {
             Err("empty line".to_string())
         } else {
-            grpo_core::compat::eval::eval_str(&line).map_err(|e| e.to_string())
+            eval_line(&line).map_err(|e| format!("{e:#}"))
         };
         tally.count(value.is_ok());
         let value = match value {
