@@ -448,6 +448,8 @@ fn parse_line(
             "prompt" => prompt_key,
             other => line_field(other),
         };
+        // The engine's reasons use its own names; a line uses OpenAI's.
+        let reason = reason.replace("max_new_tokens", "max_tokens");
         bail!("field `{key}`: {reason}");
     }
     if let Some(pos) = prompt_ids.iter().position(|&t| t as usize >= limits.vocab) {

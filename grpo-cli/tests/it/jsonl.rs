@@ -153,7 +153,8 @@ fn generate_honours_per_line_parameters_and_refuses_unknown_keys() {
         "{e}"
     );
     assert!(e.contains("temperature") && e.contains("max_tokens"), "{e}");
-    assert!(r.error(4).contains("`min_tokens`"), "{}", r.error(4));
+    let e = r.error(4);
+    assert!(e.contains("`min_tokens`: 3 exceeds max_tokens 2"), "{e}");
     assert!(r.error(5).contains("exactly one"), "{}", r.error(5));
     assert!(r.error(6).contains("disagree"), "{}", r.error(6));
     assert!(r.error(7).contains("`temperature`"), "{}", r.error(7));
