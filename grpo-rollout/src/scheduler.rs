@@ -364,11 +364,19 @@ impl<'m, M: Lm> Core<'m, M> {
         s.lp_proc.push(logprob_processed);
         if p.top_logprobs > 0 {
             let mut top = top_logprobs(&logits, p.top_logprobs);
-            // The sampled token reports the kernel's log-prob in both places.
-            if let Some(e) = top.iter_mut().find(|(t, _)| *t == token) {
-                e.1 = logprob_raw;
+            // The sampled token reports the kernel's log-prob in both places; that moves
+            // its value by a rounding error at most, so it moves a place at most rarely.
+            if let Some(mut i) = top.iter().position(|e| e.0 == token) {
+                top[i].1 = logprob_raw;
+                while i > 0 && top[i].1 > top[i - 1].1 {
+                    top.swap(i, i - 1);
+                    i -= 1;
+                }
+                while i + 1 < top.len() && top[i].1 < top[i + 1].1 {
+                    top.swap(i, i + 1);
+                    i += 1;
+                }
             }
-            top.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
             s.lp_top.push(top);
         }
         let ids = &s.tokens[s.turn_start..];
