@@ -103,6 +103,11 @@ pub struct Completion {
     pub logprobs_raw: Vec<f32>,
     /// Per-token log-probs under the distribution actually sampled from.
     pub logprobs_processed: Vec<f32>,
+    /// Per generated token, the `params.top_logprobs` most likely tokens with their
+    /// log-probs under the raw model distribution, most likely first (see
+    /// [`crate::sampling::top_logprobs`]); the sampled token's entry, when it is among
+    /// them, equals its `logprobs_raw` value. Empty when `top_logprobs` is 0.
+    pub top_logprobs: Vec<Vec<(u32, f32)>>,
     /// Why generation stopped.
     pub finish_reason: FinishReason,
 }

@@ -48,6 +48,11 @@ pub struct SamplingParams {
     pub seed: u64,
     /// Which log-prob to report as `logprobs` (both are always returned).
     pub logprob_mode: LogprobMode,
+    /// Also report, for every generated token, the `top_logprobs` most likely tokens
+    /// under the raw model distribution (temperature 1, no truncation) with their
+    /// log-probs, in [`crate::Completion::top_logprobs`] (0 = none).
+    #[serde(default)]
+    pub top_logprobs: usize,
 }
 
 impl SamplingParams {
@@ -66,6 +71,7 @@ impl SamplingParams {
             ignore_eos: false,
             seed: 0,
             logprob_mode: LogprobMode::Raw,
+            top_logprobs: 0,
         }
     }
 

@@ -26,7 +26,7 @@ use crate::block::BlockManager;
 use crate::engine::{Completion, Detokenizer, GenerateStats};
 use crate::params::{LogprobMode, SamplingParams};
 use crate::progress::Progress;
-use crate::sampling::{SampleOut, sample_token};
+use crate::sampling::{SampleOut, sample_token, top_logprobs};
 use crate::stop::{FinishReason, find_stop};
 use grpo_model::kv::PagedSeq;
 
@@ -65,6 +65,8 @@ pub(crate) struct Seq {
     pub turn_start: usize,
     pub lp_raw: Vec<f32>,
     pub lp_proc: Vec<f32>,
+    /// Per generated token of this turn, the most likely alternatives (when requested).
+    pub lp_top: Vec<Vec<(u32, f32)>>,
     pub text_len_checked: usize,
     /// Uncached tokens are a recomputation (counted as such in the stats).
     pub recompute: bool,
@@ -96,6 +98,7 @@ impl Seq {
             turn_start,
             lp_raw: Vec::new(),
             lp_proc: Vec::new(),
+            lp_top: Vec::new(),
             text_len_checked: 0,
             recompute: false,
             done: None,
@@ -108,6 +111,7 @@ impl Seq {
         self.turn_start = self.tokens.len();
         self.lp_raw.clear();
         self.lp_proc.clear();
+        self.lp_top.clear();
         self.text_len_checked = 0;
         self.done = None;
         self.phase = Phase::Running;
@@ -358,6 +362,23 @@ impl<'m, M: Lm> Core<'m, M> {
         s.tokens.push(token);
         s.lp_raw.push(logprob_raw);
         s.lp_proc.push(logprob_processed);
+        if p.top_logprobs > 0 {
+            let mut top = top_logprobs(&logits, p.top_logprobs);
+            // The sampled token reports the kernel's log-prob in both places; that moves
+            // its value by a rounding error at most, so it moves a place at most rarely.
+            if let Some(mut i) = top.iter().position(|e| e.0 == token) {
+                top[i].1 = logprob_raw;
+                while i > 0 && top[i].1 > top[i - 1].1 {
+                    top.swap(i, i - 1);
+                    i -= 1;
+                }
+                while i + 1 < top.len() && top[i].1 < top[i + 1].1 {
+                    top.swap(i, i + 1);
+                    i += 1;
+                }
+            }
+            s.lp_top.push(top);
+        }
         let ids = &s.tokens[s.turn_start..];
         let mut finish = None;
         // The decoded turn, once computed (it may legitimately be empty: a stop string at
@@ -398,6 +419,7 @@ impl<'m, M: Lm> Core<'m, M> {
                 logprobs,
                 logprobs_raw: std::mem::take(&mut s.lp_raw),
                 logprobs_processed: std::mem::take(&mut s.lp_proc),
+                top_logprobs: std::mem::take(&mut s.lp_top),
                 finish_reason: reason,
             });
             s.phase = Phase::Idle;

@@ -4,14 +4,15 @@
 //!
 //! `eval` writes exactly one output line per input line, in order:
 //! `{"outputs": {...}}` or `{"error": "line N: field X: ..."}`; a bad line
-//! (including a blank one) never stops the run.
+//! (including a blank one) never stops the run. Unknown keys (on the line, in
+//! `params`, in `inputs`) fail their line naming the key (the line's keys are checked
+//! here, the others by `grpo_core::compat::eval`). The exit rule is [`io::Tally::finish`]'s.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
-use serde_json::json;
 
 use super::io;
 
@@ -31,6 +32,7 @@ enum Command {
         json: bool,
     },
     /// Evaluate `{"fn", "params", "inputs"}` requests, one JSON object per line.
+    #[command(after_help = EVAL_SCHEMA)]
     Eval {
         /// Input JSONL file (`-` for stdin).
         #[arg(long)]
@@ -40,6 +42,21 @@ enum Command {
         output: Option<PathBuf>,
     },
 }
+
+/// The line schema, shown by `grpo estimators eval --help`.
+const EVAL_SCHEMA: &str = r#"Input lines (one JSON object each):
+  {"fn": string, "params"?: object, "inputs"?: object, "case"?: any, "note"?: any}
+  fn      a registry name (`grpo estimators list`), e.g. "verl.agg_loss"
+  params  the function's own parameters by the reference implementation's names
+          (defaults as there); an unknown name fails the line
+  inputs  tensors as nested JSON arrays, by the reference implementation's names;
+          an unknown or unused input fails the line
+  case, note  free-form labels, ignored
+Any other key fails that line with an error naming the key and the accepted ones.
+Output: exactly one line per input line (a blank line is an error line), in order:
+{"outputs": {...}} or {"error": "line N: field X: ..."}.
+Exit status: 0 when every line was evaluated, 2 when any line failed (all lines are
+still written; the count is printed on stderr)."#;
 
 /// Runs `grpo estimators`.
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -72,31 +89,37 @@ fn list(as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Keys of an eval line (`case` and `note` are free-form labels).
+const LINE_KEYS: &[&str] = &["fn", "params", "inputs", "case", "note"];
+
+/// Evaluates one line; unknown keys inside `params` and `inputs` are refused by
+/// `grpo_core::compat::eval`.
+fn eval_line(line: &str) -> anyhow::Result<serde_json::Value> {
+    let obj = io::parse_object(line)?;
+    io::check_keys(&obj, LINE_KEYS, None)?;
+    Ok(grpo_core::compat::eval::eval(&serde_json::Value::Object(
+        obj,
+    ))?)
+}
+
 /// Evaluates every line of `input`, writing one result line per input line.
 fn eval_lines(input: impl BufRead, out: &mut dyn Write) -> anyhow::Result<()> {
-    let (mut ok, mut bad) = (0usize, 0usize);
+    let mut tally = io::Tally::default();
     for (i, line) in input.lines().enumerate() {
         let lineno = i + 1;
         let line = line.with_context(|| format!("reading input line {lineno}"))?;
         let value = if line.trim().is_empty() {
             Err("empty line".to_string())
         } else {
-            grpo_core::compat::eval::eval_str(&line).map_err(|e| e.to_string())
+            eval_line(&line).map_err(|e| format!("{e:#}"))
         };
+        tally.count(value.is_ok());
         let value = match value {
-            Ok(v) => {
-                ok += 1;
-                v
-            }
-            Err(e) => {
-                bad += 1;
-                json!({ "error": format!("line {lineno}: {e}") })
-            }
+            Ok(v) => v,
+            Err(e) => io::error_line(lineno, &e),
         };
-        serde_json::to_writer(&mut *out, &value)?;
-        out.write_all(b"\n")?;
+        io::write_line(out, &value)?;
     }
     out.flush()?;
-    tracing::info!(ok, errors = bad, "estimators eval done");
-    Ok(())
+    tally.finish()
 }

@@ -4,8 +4,9 @@
 //! `{"prompt": "...", "completion": "..."}` (text is tokenized with the checkpoint's
 //! tokenizer: the prompt with the tokenizer's special tokens, e.g. BOS, the completion
 //! without). Each output line is `{"logprobs": [...], "entropy": [...]}` with one value per
-//! completion token, or `{"error": "line N: ..."}`; the command fails at the end if any
-//! line failed.
+//! completion token, or `{"error": "line N: ..."}`; any other key fails its line naming
+//! the key and the accepted ones; the exit rule is [`super::io::Tally::finish`]'s (see
+//! [`LINE_SCHEMA`], printed by `--help`).
 
 use std::path::PathBuf;
 
@@ -13,10 +14,25 @@ use anyhow::{Context, bail};
 use grpo_model::tokenizer::Tokenizer;
 use grpo_model::{Model, SeqInput};
 
-use super::io::{map_jsonl, open_input, open_output};
+use super::io::{check_keys, map_jsonl, open_input, open_output, parse_object};
+
+/// The line schema, shown by `grpo score --help`.
+const LINE_SCHEMA: &str = r#"Input lines (one JSON object each), either form:
+  {"prompt_ids": [int], "completion_ids": [int]}   token ids, used as given
+  {"prompt": string, "completion": string}          text, tokenized with the checkpoint's
+                                                    tokenizer (prompt with special tokens)
+Any other key fails that line with an error naming the key and the accepted ones.
+Output: one line per input line, in order: {"logprobs": [float], "entropy": [float]}
+(one value per completion token), or {"error": "line N: ..."}.
+Exit status: 0 when every line was scored, 2 when any line failed (all lines are still
+written; the count is printed on stderr)."#;
+
+/// Keys of an input line.
+const LINE_KEYS: &[&str] = &["prompt_ids", "completion_ids", "prompt", "completion"];
 
 /// Arguments of `grpo score`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = LINE_SCHEMA)]
 pub struct Args {
     /// Checkpoint directory (config.json + safetensors; tokenizer.json for text input).
     #[arg(long)]
@@ -46,51 +62,44 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut tokenizer: Option<Tokenizer> = None;
     let input = open_input(&args.input)?;
     let mut out = open_output(args.output.as_deref())?;
-    let mut failed = 0usize;
     map_jsonl(input, &mut *out, |_lineno, line| {
-        let res = (|| -> anyhow::Result<serde_json::Value> {
-            let l: Line = serde_json::from_str(line).context("invalid JSON line")?;
-            let (prompt, completion) = match l {
-                Line {
-                    prompt_ids: Some(p),
-                    completion_ids: Some(c),
-                    prompt: None,
-                    completion: None,
-                } => (p, c),
-                Line {
-                    prompt: Some(p),
-                    completion: Some(c),
-                    prompt_ids: None,
-                    completion_ids: None,
-                } => {
-                    if tokenizer.is_none() {
-                        let t = Tokenizer::from_dir(&args.model)
-                            .with_context(|| format!("text input needs {}", tok_path.display()))?;
-                        tokenizer = Some(t);
-                    }
-                    let t = tokenizer.as_ref().context("tokenizer")?;
-                    (t.encode(&p, true)?, t.encode(&c, false)?)
+        let obj = parse_object(line)?;
+        check_keys(&obj, LINE_KEYS, None)?;
+        let l: Line =
+            serde_json::from_value(serde_json::Value::Object(obj)).context("invalid line")?;
+        let (prompt, completion) = match l {
+            Line {
+                prompt_ids: Some(p),
+                completion_ids: Some(c),
+                prompt: None,
+                completion: None,
+            } => (p, c),
+            Line {
+                prompt: Some(p),
+                completion: Some(c),
+                prompt_ids: None,
+                completion_ids: None,
+            } => {
+                if tokenizer.is_none() {
+                    let t = Tokenizer::from_dir(&args.model)
+                        .with_context(|| format!("text input needs {}", tok_path.display()))?;
+                    tokenizer = Some(t);
                 }
-                _ => bail!("expected either prompt_ids + completion_ids or prompt + completion"),
-            };
-            let res = model.score(&[SeqInput {
-                prompt: &prompt,
-                completion: &completion,
-            }])?;
-            Ok(serde_json::json!({
-                "logprobs": res.logprobs[0],
-                "entropy": res.entropy[0],
-            }))
-        })();
-        if res.is_err() {
-            failed += 1;
-        }
-        res
-    })?;
-    if failed > 0 {
-        bail!("{failed} input line(s) failed (see the \"error\" lines of the output)");
-    }
-    Ok(())
+                let t = tokenizer.as_ref().context("tokenizer")?;
+                (t.encode(&p, true)?, t.encode(&c, false)?)
+            }
+            _ => bail!("expected either prompt_ids + completion_ids or prompt + completion"),
+        };
+        let res = model.score(&[SeqInput {
+            prompt: &prompt,
+            completion: &completion,
+        }])?;
+        Ok(serde_json::json!({
+            "logprobs": res.logprobs[0],
+            "entropy": res.entropy[0],
+        }))
+    })?
+    .finish()
 }
 
 #[cfg(test)]
@@ -130,7 +139,10 @@ mod tests {
             output: Some(output.clone()),
         })
         .unwrap_err();
-        assert!(err.to_string().contains("3 input line(s) failed"), "{err}");
+        assert!(
+            err.to_string().contains("3 of 7 input line(s) failed"),
+            "{err}"
+        );
         let lines: Vec<serde_json::Value> = std::fs::read_to_string(&output)
             .unwrap()
             .lines()

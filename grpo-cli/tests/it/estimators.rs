@@ -66,11 +66,9 @@ fn eval_writes_one_line_per_input_and_survives_bad_lines() {
         .arg(&output)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("5 of 7 input line(s) failed"), "{stderr}");
     let text = std::fs::read_to_string(&output).unwrap();
     let got: Vec<serde_json::Value> = text
         .lines()

@@ -84,6 +84,10 @@ fn invalid_sampling_parameters_are_named() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("top_p"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--top-p: 1.5"), "{stderr}");
+    assert!(
+        out.stdout.is_empty(),
+        "a bad flag fails before any line runs"
+    );
 }

@@ -2,6 +2,7 @@
 mod env;
 mod estimators;
 mod generate;
+mod jsonl;
 mod serve;
 mod train;
 mod verify;

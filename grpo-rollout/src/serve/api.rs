@@ -258,14 +258,6 @@ fn reject_unsupported(f: &Fields<'_>, endpoint: Endpoint, n: usize) -> ApiResult
             }
         }
         Endpoint::Chat => {
-            if let Some(k) = f.usize("top_logprobs")?
-                && k > 0
-            {
-                return Err(ApiError::field(
-                    "top_logprobs",
-                    "alternatives are not reported (only 0); `logprobs: true` gives the sampled tokens' log-probs",
-                ));
-            }
             if let Some(rf) = f.get("response_format") {
                 let t = rf.get("type").and_then(Value::as_str);
                 if t != Some("text") {
@@ -345,8 +337,31 @@ fn sampling(f: &Fields<'_>, limits: &Limits<'_>) -> ApiResult<(SamplingParams, u
         ignore_eos: f.bool("ignore_eos")?.unwrap_or(false),
         seed: f.i64("seed")?.map_or(limits.default_seed, |s| s as u64),
         logprob_mode,
+        top_logprobs: 0,
     };
     Ok((params, n))
+}
+
+/// Most alternatives per token a request may ask for (OpenAI's limit for chat).
+pub(crate) const MAX_TOP_LOGPROBS: usize = 20;
+
+/// Sets `params.top_logprobs` to `k`, asked for by the client's `field`.
+fn set_top_logprobs(params: &mut SamplingParams, k: usize, field: &str) -> ApiResult<()> {
+    if k > MAX_TOP_LOGPROBS {
+        return Err(ApiError::field(
+            field,
+            format!("{k} alternatives per token exceed the limit of {MAX_TOP_LOGPROBS}"),
+        ));
+    }
+    if k > 0 && params.logprob_mode == LogprobMode::Processed {
+        return Err(ApiError::field(
+            field,
+            "alternatives are reported under the raw model distribution only; \
+             drop `logprob_mode: \"processed\"` or ask for 0 alternatives",
+        ));
+    }
+    params.top_logprobs = k;
+    Ok(())
 }
 
 /// Checks one prompt's request like the engine would, naming the client's fields.
@@ -444,16 +459,16 @@ fn prompts(v: &Value, limits: &Limits<'_>) -> ApiResult<Vec<Vec<u32>>> {
 pub(crate) fn parse_completions(body: &[u8], limits: &Limits<'_>) -> ApiResult<Parsed> {
     let obj = object(body)?;
     let f = Fields(&obj);
-    let (base, n) = sampling(&f, limits)?;
+    let (mut base, n) = sampling(&f, limits)?;
     reject_unsupported(&f, Endpoint::Completions, n)?;
-    let logprobs = match f.get("logprobs") {
-        None | Some(Value::Bool(false)) => false,
-        Some(Value::Bool(true)) => true,
-        Some(_) => {
-            f.usize("logprobs")?;
-            true
-        }
+    // An integer k asks for the k most likely alternatives per token as well (`true` is
+    // accepted as 0 alternatives).
+    let (logprobs, top) = match f.get("logprobs") {
+        None | Some(Value::Bool(false)) => (false, 0),
+        Some(Value::Bool(true)) => (true, 0),
+        Some(_) => (true, f.usize("logprobs")?.unwrap_or(0)),
     };
+    set_top_logprobs(&mut base, top, "logprobs")?;
     let max_tokens = f.usize("max_tokens")?.unwrap_or(16);
     let prompt = f
         .get("prompt")
@@ -545,6 +560,14 @@ pub(crate) fn parse_chat(body: &[u8], limits: &Limits<'_>) -> ApiResult<Parsed> 
     let (mut params, n) = sampling(&f, limits)?;
     reject_unsupported(&f, Endpoint::Chat, n)?;
     let logprobs = f.bool("logprobs")?.unwrap_or(false);
+    let top = f.usize("top_logprobs")?.unwrap_or(0);
+    if top > 0 && !logprobs {
+        return Err(ApiError::field(
+            "top_logprobs",
+            "needs `logprobs: true` (as in the OpenAI API)",
+        ));
+    }
+    set_top_logprobs(&mut params, top, "top_logprobs")?;
     let (max_field, max_tokens) = match f.usize("max_completion_tokens")? {
         Some(m) => ("max_completion_tokens", Some(m)),
         None => ("max_tokens", f.usize("max_tokens")?),
@@ -631,10 +654,34 @@ pub(crate) fn completions_response(
     codec: Option<&dyn Codec>,
 ) -> Value {
     response(h, "text_completion", parsed, results, |req, c| {
+        // OpenAI's legacy shape: per token an object from token text to log-prob, the k
+        // most likely first, then the sampled token when it is not among them (so up to
+        // k + 1 entries; tokens with the same text keep the first, likelier, value).
+        let top = if req.params.top_logprobs == 0 {
+            Value::Null
+        } else {
+            let per_token: Vec<Value> = c
+                .ids
+                .iter()
+                .zip(&c.logprobs)
+                .zip(&c.top_logprobs)
+                .map(|((&t, &lp), alts)| {
+                    let mut m = Map::new();
+                    for &(a, alp) in alts {
+                        m.entry(token_text(codec, a)).or_insert(json!(alp));
+                    }
+                    if !alts.iter().any(|&(a, _)| a == t) {
+                        m.entry(token_text(codec, t)).or_insert(json!(lp));
+                    }
+                    Value::Object(m)
+                })
+                .collect();
+            Value::Array(per_token)
+        };
         let logprobs = json!({
             "tokens": c.ids.iter().map(|&t| token_text(codec, t)).collect::<Vec<_>>(),
             "token_logprobs": c.logprobs,
-            "top_logprobs": Value::Null,
+            "top_logprobs": top,
         });
         (json!({ "text": text(c, req) }), logprobs)
     })
@@ -652,13 +699,24 @@ pub(crate) fn chat_response(
             .ids
             .iter()
             .zip(&c.logprobs)
-            .map(|(&t, &lp)| {
+            .enumerate()
+            .map(|(i, (&t, &lp))| {
                 let token = token_text(codec, t);
+                let top: Vec<Value> = c
+                    .top_logprobs
+                    .get(i)
+                    .into_iter()
+                    .flatten()
+                    .map(|&(a, alp)| {
+                        let text = token_text(codec, a);
+                        json!({"token": text, "logprob": alp, "bytes": text.as_bytes()})
+                    })
+                    .collect();
                 json!({
                     "token": token,
                     "logprob": lp,
                     "bytes": token.as_bytes(),
-                    "top_logprobs": [],
+                    "top_logprobs": top,
                 })
             })
             .collect();
@@ -804,6 +862,7 @@ mod tests {
                 "stream_options",
             ),
             (json!({"prompt": [1], "logprobs": -1}), "logprobs"),
+            (json!({"prompt": [1], "logprobs": 21}), "logprobs"),
             (
                 json!({"prompt": [1], "presence_penalty": 0.5}),
                 "presence_penalty",
@@ -843,6 +902,13 @@ mod tests {
         assert!(e.message.contains("tokenizer"), "{}", e.message);
         let e = parse(json!({"messages": [], "top_logprobs": 2}));
         assert_eq!(e.param.as_deref(), Some("top_logprobs"));
+        assert!(e.message.contains("logprobs: true"), "{}", e.message);
+        let e = parse(json!({"messages": [], "logprobs": true, "top_logprobs": 21}));
+        assert_eq!(e.param.as_deref(), Some("top_logprobs"));
+        let e = parse(json!({"messages": [], "logprobs": true, "top_logprobs": 2,
+                             "logprob_mode": "processed"}));
+        assert_eq!(e.param.as_deref(), Some("top_logprobs"));
+        assert!(e.message.contains("raw"), "{}", e.message);
     }
 
     #[test]

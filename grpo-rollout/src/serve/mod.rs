@@ -19,8 +19,10 @@
 //!   either (several prompts: the choices are flattened prompt-major, choice `index` =
 //!   `prompt_index × n + j`, as OpenAI does). Parameters: `n`, `max_tokens` (default 16),
 //!   `temperature` (default 1; 0 = greedy), `top_p`, `seed`, `stop` (string or list),
-//!   `logprobs` (any integer ≥ 0: `logprobs.tokens` and `logprobs.token_logprobs` of the
-//!   sampled tokens; `top_logprobs` is `null`, alternatives are not reported and
+//!   `logprobs` (an integer k from 0 to 20: `logprobs.tokens` and `logprobs.token_logprobs`
+//!   of the sampled tokens, and for k > 0 `logprobs.top_logprobs`, per token an object from
+//!   token text to log-prob holding the k most likely tokens, most likely first, plus the
+//!   sampled token when it is not among them; for k = 0 `top_logprobs` is `null`;
 //!   `text_offset` is omitted). `echo: true`, `suffix`, `best_of` ≠ `n` and non-zero
 //!   penalties / `logit_bias` are rejected with 400.
 //! - `POST /v1/chat/completions`: `messages` rendered with the checkpoint's chat template
@@ -28,8 +30,14 @@
 //!   in the output are *not* parsed: the reply is the raw text as `content`). Parameters as
 //!   above with `max_completion_tokens` (or `max_tokens`; default: the rest of the
 //!   context), `logprobs: true` → `choices[].logprobs.content[{token, logprob, bytes,
-//!   top_logprobs: []}]`; `top_logprobs` > 0 and a `response_format` other than text are
-//!   rejected.
+//!   top_logprobs}]`, where `top_logprobs` (0 to 20, needs `logprobs: true`) lists the k
+//!   most likely tokens of each position as `{token, logprob, bytes}`, most likely first
+//!   (the sampled token's entry, when it is among them, has its `logprob`); a
+//!   `response_format` other than text is rejected.
+//!
+//! Alternatives are ranked and reported under the raw model distribution (temperature 1,
+//! no truncation), the same as the default `logprob_mode`; asking for alternatives with
+//! `logprob_mode: "processed"` is rejected with 400.
 //! - `GET /health`: 200 once the model is loaded.
 //!
 //! Extensions (vLLM names): `top_k` (0 or -1 = off), `min_p`, `min_tokens`,

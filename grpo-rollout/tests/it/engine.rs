@@ -173,6 +173,52 @@ fn samples_within_a_group_differ_and_logprobs_are_raw_model_logprobs() {
 }
 
 #[test]
+fn top_logprobs_are_the_most_likely_tokens_of_each_position() {
+    let m = toy();
+    let k = 4;
+    let mut r = req(vec![2, 7], 3, 11);
+    r.params.top_logprobs = k;
+    r.params.top_k = 6; // truncation does not change what is reported (the raw model's)
+    let plain = req(vec![2, 7], 3, 11);
+    let (out, _) = run(&m, EngineConfig::default(), &[r, plain]);
+    let comps = out[0].as_ref().unwrap();
+    let mut among = 0;
+    for c in comps {
+        assert_eq!(c.top_logprobs.len(), c.ids.len());
+        let mut prefix = vec![2u32, 7];
+        for (i, (&t, top)) in c.ids.iter().zip(&c.top_logprobs).enumerate() {
+            let l = logits_for(&prefix);
+            assert_eq!(top.len(), k);
+            assert!(top.windows(2).all(|w| w[0].1 >= w[1].1), "{top:?}");
+            // The k largest logits, each with its raw log-prob.
+            let mut order: Vec<u32> = (0..l.len() as u32).collect();
+            order.sort_by(|&a, &b| l[b as usize].total_cmp(&l[a as usize]).then(a.cmp(&b)));
+            let ids: Vec<u32> = top.iter().map(|e| e.0).collect();
+            assert_eq!(ids, order[..k].to_vec());
+            for &(id, lp) in top {
+                let want = grpo_rollout::sampling::raw_logprob(&l, id);
+                assert!((lp - want).abs() < 1e-5, "{id}: {lp} vs {want}");
+            }
+            if let Some(&(_, lp)) = top.iter().find(|e| e.0 == t) {
+                among += 1;
+                assert_eq!(lp, c.logprobs_raw[i]);
+            }
+            prefix.push(t);
+        }
+    }
+    assert!(among > 0);
+    // Asking for none reports none, and the samples do not depend on it.
+    let other = out[1].as_ref().unwrap();
+    assert!(other.iter().all(|c| c.top_logprobs.is_empty()));
+    let ids =
+        |cs: &[grpo_rollout::Completion]| cs.iter().map(|c| c.ids.clone()).collect::<Vec<_>>();
+    let mut no_trunc = req(vec![2, 7], 3, 11);
+    no_trunc.params.top_logprobs = k;
+    let again = run(&m, EngineConfig::default(), &[no_trunc]).0;
+    assert_eq!(ids(again[0].as_ref().unwrap()), ids(other));
+}
+
+#[test]
 fn greedy_is_argmax_and_stops_at_eos_or_length() {
     let m = toy();
     let mut p = SamplingParams::greedy(6);
