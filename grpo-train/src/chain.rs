@@ -74,3 +74,10 @@ pub fn has_mdpo(loss: &LossConfig) -> bool {
     visit_chain(loss, &mut |l| out |= matches!(l, LossConfig::Mdpo(_)));
     out
 }
+
+/// Whether the loss chain contains DisCO (which needs binary rewards).
+pub fn has_disco(loss: &LossConfig) -> bool {
+    let mut out = false;
+    visit_chain(loss, &mut |l| out |= matches!(l, LossConfig::Disco(_)));
+    out
+}

@@ -259,6 +259,25 @@ pub struct AlgorithmSection {
     /// Per-step schedules of loss parameters (MDPO's `t_k`, R²VPO's dual variable).
     #[serde(default)]
     pub schedule: LossScheduleSection,
+    /// Which prompts each step trains on, drawn from a fixed pool by per-prompt statistics
+    /// (VAS, SPO's prioritised sampling, a difficulty curriculum); absent: the data stream
+    /// in order.
+    #[serde(default)]
+    pub sampler: Option<SamplerSection>,
+}
+
+/// `[algorithm.sampler]`: a grpo-core prompt sampler over a fixed pool of training prompts.
+/// Each prompt's pass rate (its last group's accuracy; 0.5 before its first visit) and,
+/// for VAS with `beta > 0`, its responses' distinct-2 diversity are kept with the checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SamplerSection {
+    /// The sampler, e.g. `{ type = "vas", alpha = 1.0, beta = 0.0 }`.
+    pub rule: grpo_core::sampler::SamplerConfig,
+    /// Prompts in the pool: the first N training instances (required for generated tasks;
+    /// a dataset's whole training split when absent).
+    #[serde(default)]
+    pub pool_size: Option<usize>,
 }
 
 /// `[algorithm.kl]`: a KL penalty `coef · Agg(k(ℓ, ℓʳ))` added to the loss (verl
@@ -808,10 +827,140 @@ impl RunConfigFile {
                 ));
             }
         }
+        if let Some(sm) = &alg.sampler {
+            sm.rule
+                .validate()
+                .map_err(|e| err("algorithm.sampler.rule", e.to_string()))?;
+            if matches!(sm.rule, grpo_core::sampler::SamplerConfig::ScafGrpo(_)) {
+                return Err(err(
+                    "algorithm.sampler.rule",
+                    "`scaf_grpo` needs tiered hint texts (knowledge, planning, solution) per \
+                     training prompt to run its hinted rollouts; the trainer's tasks carry no \
+                     hints yet"
+                        .into(),
+                ));
+            }
+            if sm.pool_size == Some(0) {
+                return Err(err(
+                    "algorithm.sampler.pool_size",
+                    "must be at least 1".into(),
+                ));
+            }
+            if sm.pool_size.is_none() && matches!(self.task, TaskSection::Arithmetic { .. }) {
+                return Err(err(
+                    "algorithm.sampler.pool_size",
+                    "a generated task has no finite training set: give the pool size".into(),
+                ));
+            }
+            if alg.filter.as_ref().is_some_and(|f| f.refill) {
+                return Err(err(
+                    "algorithm.filter.refill",
+                    "refill draws more prompts from the data stream; it cannot be combined \
+                     with a prompt sampler"
+                        .into(),
+                ));
+            }
+        }
+        // Reward ranges some methods require, checked on the reward definition.
+        let (lo, hi) = self.reward_range();
+        if crate::chain::has_disco(&alg.loss) && !self.binary_reward() {
+            return Err(err(
+                "algorithm.loss",
+                "`disco` needs binary rewards (0 or 1): use one verifier component (`task`, \
+                 `math` or `format`) with weight 1 and no partial credit"
+                    .into(),
+            ));
+        }
+        if matches!(alg.advantage, grpo_core::advantage::AdvantageConfig::Spo(_))
+            && !(lo >= 0.0 && hi <= 1.0)
+        {
+            return Err(err(
+                "algorithm.advantage",
+                format!(
+                    "`spo` tracks success probabilities and needs rewards in [0, 1]; the \
+                     [[reward]] components can give [{lo}, {hi}]"
+                ),
+            ));
+        }
+        if let grpo_core::advantage::AdvantageConfig::Bnpo(b) = &alg.advantage
+            && !(lo >= b.r_min && hi <= b.r_max)
+        {
+            return Err(err(
+                "algorithm.advantage",
+                format!(
+                    "`bnpo` needs rewards in [r_min, r_max] = [{}, {}]; the [[reward]] \
+                     components can give [{lo}, {hi}]",
+                    b.r_min, b.r_max
+                ),
+            ));
+        }
         if let Some(m) = crate::inputs::missing(self).into_iter().next() {
             return Err(err(&m.key, m.to_string()));
         }
         Ok(())
+    }
+
+    /// The range the scalar reward can take, from the components' value ranges and weights.
+    pub fn reward_range(&self) -> (f64, f64) {
+        if self.reward.is_empty() {
+            return (0.0, self.task_reward_max());
+        }
+        let mut lo = 0.0;
+        let mut hi = 0.0;
+        for r in &self.reward {
+            let (a, b) = match &r.source {
+                RewardSource::Task {} => (0.0, self.task_reward_max()),
+                RewardSource::DapoOverlong { factor, .. } => (-factor.abs(), 0.0),
+                RewardSource::CosineLength(p) => {
+                    let v = [
+                        p.min_value_wrong,
+                        p.max_value_wrong,
+                        p.min_value_correct,
+                        p.max_value_correct,
+                    ];
+                    (
+                        v.iter().copied().fold(f64::INFINITY, f64::min).min(0.0),
+                        v.iter().copied().fold(f64::NEG_INFINITY, f64::max).max(0.0),
+                    )
+                }
+                RewardSource::ProrlStop { coef } => (coef.min(0.0), coef.max(1.0)),
+                _ => (0.0, 1.0),
+            };
+            let (a, b) = (r.weight * a, r.weight * b);
+            lo += a.min(b);
+            hi += a.max(b);
+        }
+        (lo, hi)
+    }
+
+    /// The scalar reward is 0 or 1: one verifier or format component with weight 1 (the
+    /// task's verifier without partial credit).
+    pub fn binary_reward(&self) -> bool {
+        let no_partial = self.task_is_binary();
+        match self.reward.as_slice() {
+            [] => no_partial,
+            [r] => {
+                r.weight == 1.0
+                    && match r.source {
+                        RewardSource::Task {} => no_partial,
+                        RewardSource::Math(_) | RewardSource::Format { .. } => true,
+                        _ => false,
+                    }
+            }
+            _ => false,
+        }
+    }
+
+    /// The task verifier's reward is in [0, 1], and 0 or 1 without partial credit.
+    fn task_reward_max(&self) -> f64 {
+        1.0
+    }
+
+    fn task_is_binary(&self) -> bool {
+        match &self.task {
+            TaskSection::Arithmetic { partial_credit, .. } => *partial_credit == 0.0,
+            TaskSection::Dataset { .. } => true,
+        }
     }
 
     /// The run directory, `output_dir/name`.

@@ -62,6 +62,20 @@ pub struct TrainerState {
     /// response's log-probs then (the next visit measures how far the policy moved on it).
     #[serde(default)]
     pub spo_memory: std::collections::BTreeMap<String, SpoMemory>,
+    /// The prompt sampler (`[algorithm.sampler]`) with its pool statistics.
+    #[serde(default)]
+    pub sampler: Option<SamplerRun>,
+}
+
+/// A prompt sampler's state and the per-prompt statistics it draws by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplerRun {
+    /// The sampler (config and state).
+    pub sampler: grpo_core::sampler::PromptSampler,
+    /// Pass rate per pool prompt (0.5 before its first visit).
+    pub pass_rate: Vec<f64>,
+    /// Distinct-2 diversity of each pool prompt's last responses (1 before its first visit).
+    pub diversity: Vec<f64>,
 }
 
 /// A prompt's last trained response and its log-probs at that time (SPO's distance `D_x`).

@@ -225,6 +225,25 @@ impl TaskSource {
         }
     }
 
+    /// The fixed prompt pool of a sampler: the first `size` training instances of the data
+    /// stream (a dataset's whole training split when `size` is `None`), held-out prompts
+    /// excluded.
+    pub fn pool(&self, size: Option<usize>) -> Vec<TaskInstance> {
+        let n = match (&self.kind, size) {
+            (_, Some(n)) => n,
+            (Kind::Dataset { train, .. }, None) => train.len(),
+            (Kind::Arithmetic { .. }, None) => 0,
+        };
+        let mut out = Vec::with_capacity(n);
+        let mut cursor = 0;
+        while out.len() < n {
+            let (inst, next) = self.train_instance(cursor);
+            cursor = next;
+            out.push(inst);
+        }
+        out
+    }
+
     /// `n` instances from the *training* distribution, drawn from their own seeded stream
     /// (the data cursor does not move) and never from the held-out set: what SFT's
     /// `stop_at_accuracy` checks against, so the reported held-out accuracy is never used to

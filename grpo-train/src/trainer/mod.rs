@@ -106,6 +106,8 @@ struct Run<'c> {
     task: TaskSource,
     estimator: AdvantageEstimator,
     rewards: RewardFns,
+    /// The prompt pool of `[algorithm.sampler]` (empty without one).
+    pool: Vec<grpo_envs::task::TaskInstance>,
     moments: Moments,
     state: TrainerState,
     metrics: MetricsSink,

@@ -20,6 +20,10 @@ impl<'c> Run<'c> {
     pub(super) fn build(cfg: &'c RunConfigFile, opts: &TrainOptions) -> Result<Self> {
         let task = TaskSource::new(&cfg.task, cfg.seed)?;
         let rewards = RewardFns::new(&cfg.reward)?;
+        let pool = match &cfg.algorithm.sampler {
+            Some(sm) => task.pool(sm.pool_size),
+            None => Vec::new(),
+        };
         let (dir, model, tok, state, moments, history, reference) = match &opts.resume {
             Some(dir) => {
                 let r = checkpoint::load(dir)?;
@@ -92,6 +96,18 @@ impl<'c> Run<'c> {
                         .r2vpo_dual_lr
                         .and(crate::chain::r2vpo_eta(&cfg.algorithm.loss)),
                     spo_memory: Default::default(),
+                    sampler: match &cfg.algorithm.sampler {
+                        Some(sm) => Some(crate::state::SamplerRun {
+                            sampler: grpo_core::sampler::PromptSampler::new(sm.rule.clone())
+                                .map_err(|e| TrainError::Config {
+                                    location: Some("algorithm.sampler.rule".into()),
+                                    message: e.to_string(),
+                                })?,
+                            pass_rate: vec![0.5; pool.len()],
+                            diversity: vec![1.0; pool.len()],
+                        }),
+                        None => None,
+                    },
                 };
                 (dir, model, tok, state, Moments::zeros(n), Vec::new(), None)
             }
@@ -111,6 +127,7 @@ impl<'c> Run<'c> {
             task,
             estimator,
             rewards,
+            pool,
             moments,
             state,
             metrics,

@@ -3,6 +3,7 @@
 mod bad_input;
 mod common;
 mod configs;
+mod registry_walk;
 mod resume;
 mod sft_stop;
 mod smoke;

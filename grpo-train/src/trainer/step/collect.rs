@@ -9,6 +9,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use grpo_core::batch::ScoredBatch;
+use grpo_core::sampler::{PromptPool, distinct_n};
 use grpo_envs::seed::derive_seed;
 use grpo_envs::task::TaskInstance;
 use grpo_rollout::{Completion, FinishReason, SamplingParams};
@@ -104,10 +105,32 @@ impl Run<'_> {
         let g = ro.group_size;
         let t0 = Instant::now();
         let mut insts = Vec::with_capacity(ro.prompts_per_step);
-        for _ in 0..ro.prompts_per_step {
-            let (inst, next) = self.task.train_instance(self.state.cursor);
-            self.state.cursor = next;
-            insts.push(inst);
+        let mut pool_index: Vec<Option<usize>> = Vec::with_capacity(ro.prompts_per_step);
+        if let Some(sr) = self.state.sampler.as_mut() {
+            let pool = PromptPool {
+                pass_rate: sr.pass_rate.clone(),
+                diversity: Some(sr.diversity.clone()),
+            };
+            let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(
+                cfg.seed,
+                "sampler",
+                &[self.state.step as u64, round as u64],
+            ));
+            let picks = sr
+                .sampler
+                .draw(&pool, ro.prompts_per_step, &mut rng)
+                .map_err(|e| TrainError::Other(format!("algorithm.sampler: {e}")))?;
+            for i in picks {
+                insts.push(self.pool[i].clone());
+                pool_index.push(Some(i));
+            }
+        } else {
+            for _ in 0..ro.prompts_per_step {
+                let (inst, next) = self.task.train_instance(self.state.cursor);
+                self.state.cursor = next;
+                insts.push(inst);
+                pool_index.push(None);
+            }
         }
         let prompts: Vec<Vec<u32>> = insts
             .iter()
@@ -164,6 +187,18 @@ impl Run<'_> {
             *errors += table.errors[c].0;
             if table.errors[c].1.is_some() {
                 last.clone_from(&table.errors[c].1);
+            }
+        }
+        // The sampler's per-prompt statistics: pass rate and response diversity.
+        if let Some(sr) = self.state.sampler.as_mut() {
+            for (k, idx) in pool_index.iter().enumerate() {
+                if let Some(i) = *idx {
+                    let acc: Vec<f64> = scores[k].iter().map(|s| s.correct).collect();
+                    sr.pass_rate[i] =
+                        (acc.iter().sum::<f64>() / acc.len().max(1) as f64).clamp(0.0, 1.0);
+                    let ids: Vec<Vec<u32>> = groups[k].iter().map(|c| c.ids.clone()).collect();
+                    sr.diversity[i] = distinct_n(&ids, 2);
+                }
             }
         }
         let mut items = Vec::with_capacity(insts.len());
