@@ -24,6 +24,18 @@ const RUNNABLE: &[&str] = &[
     "gmpo",
     "bnpo",
     "kl_k3",
+    "gdpo_multi_reward",
+    "spo",
+    "unlikeliness",
+    "gtpo",
+    "disco",
+    "risk_po",
+    "r2vpo",
+    "mdpo",
+    "oblr",
+    "vas",
+    "rollout_correction",
+    "kl_adaptive",
 ];
 
 #[test]
