@@ -76,6 +76,7 @@ pub fn initial_model(cfg: &RunConfigFile, task: &TaskSource) -> Result<(Model, T
                 "eos_token_id": eos,
                 "pad_token_id": eos,
             });
+            check_model_size(n, tok.vocab_size())?;
             let hf: HfConfig =
                 serde_json::from_value(json).map_err(|e| TrainError::Other(e.to_string()))?;
             let config = ModelConfig::from_hf(&hf)?;
@@ -83,6 +84,66 @@ pub fn initial_model(cfg: &RunConfigFile, task: &TaskSource) -> Result<(Model, T
             Ok((model, tok))
         }
     }
+}
+
+/// Parameters of a new Qwen2-style model of these sizes (`None` on overflow).
+pub fn parameter_count(n: &crate::config::NewModelSection, vocab: usize) -> Option<u128> {
+    let h = n.hidden_size as u128;
+    let i = n.intermediate_size as u128;
+    let heads = n.num_heads.max(1) as u128;
+    let head_dim = h / heads;
+    let q = heads.checked_mul(head_dim)?;
+    let kv = (n.num_kv_heads as u128).checked_mul(head_dim)?;
+    let v = vocab as u128;
+    let embed = v.checked_mul(h)?;
+    let lm_head = if n.tie_word_embeddings { 0 } else { embed };
+    // q, k, v (with biases), o, gate/up/down, two norms.
+    let attn = h
+        .checked_mul(q.checked_add(kv.checked_mul(2)?)?)?
+        .checked_add(q.checked_add(kv.checked_mul(2)?)?)?
+        .checked_add(q.checked_mul(h)?)?;
+    let mlp = h.checked_mul(i)?.checked_mul(3)?;
+    let layer = attn.checked_add(mlp)?.checked_add(h.checked_mul(2)?)?;
+    let layers = layer.checked_mul(n.num_layers as u128)?;
+    embed
+        .checked_add(lm_head)?
+        .checked_add(layers)?
+        .checked_add(h)
+}
+
+/// Refuses a new model whose training state (f32 weights, gradients and two AdamW moments:
+/// 16 bytes per parameter) cannot be allocated, before anything is allocated.
+fn check_model_size(n: &crate::config::NewModelSection, vocab: usize) -> Result<()> {
+    let err = |m: String| TrainError::Config {
+        location: Some("model".into()),
+        message: m,
+    };
+    let Some(params) = parameter_count(n, vocab) else {
+        return Err(err(format!(
+            "the parameter count of hidden_size = {}, intermediate_size = {}, num_layers = {} \
+             overflows",
+            n.hidden_size, n.intermediate_size, n.num_layers
+        )));
+    };
+    let bytes = params.saturating_mul(16);
+    let limit = memory_bytes().unwrap_or(u64::MAX as u128);
+    if bytes > limit || params > isize::MAX as u128 / 4 {
+        return Err(err(format!(
+            "a model of {params} parameters needs {bytes} bytes ({:.1} GiB) for f32 weights, \
+             gradients and AdamW moments; this machine has {:.1} GiB",
+            bytes as f64 / (1u64 << 30) as f64,
+            limit as f64 / (1u64 << 30) as f64
+        )));
+    }
+    Ok(())
+}
+
+/// Physical memory in bytes (Linux `/proc/meminfo`), if known.
+fn memory_bytes() -> Option<u128> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u128 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Writes the checkpoint into `run_dir/checkpoint` atomically; returns its path.

@@ -560,6 +560,114 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<RunConfigFile> {
     parse(&text, &path.display().to_string(), overrides)
 }
 
+/// [`load`], then [`RunConfigFile::validate`]: what `grpo train` runs before any work starts.
+/// A validation error is reported at the file, line and column of the offending key.
+pub fn load_validated(path: &Path, overrides: &[String]) -> Result<RunConfigFile> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    parse_validated(&text, &path.display().to_string(), overrides)
+}
+
+/// [`parse`], then [`RunConfigFile::validate`], with validation errors located in `text`.
+pub fn parse_validated(text: &str, origin: &str, overrides: &[String]) -> Result<RunConfigFile> {
+    let cfg = parse(text, origin, overrides)?;
+    match cfg.validate() {
+        Ok(()) => Ok(cfg),
+        Err(TrainError::Config {
+            location: Some(key),
+            message,
+        }) => {
+            let set_by_override = overrides.iter().any(|o| {
+                o.split_once('=')
+                    .is_some_and(|(k, _)| key.starts_with(k.trim()))
+            });
+            let location = match locate(text, &key) {
+                Some((line, col)) if !set_by_override => format!("{origin}:{line}:{col} ({key})"),
+                _ => format!("{origin} ({key})"),
+            };
+            Err(TrainError::Config {
+                location: Some(location),
+                message,
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Line and column (1-based) of a validation key (`algorithm.loss`, `reward[2].weight`,
+/// `rollout.group_size`, ...) in the TOML text, found by its table header and key name.
+fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let key = key.split_whitespace().next().unwrap_or(key);
+    // `reward[i]...`: the i-th `[[reward]]` entry, then the key inside it.
+    if let Some(rest) = key.strip_prefix("reward[") {
+        let (i, tail) = rest.split_once(']')?;
+        let i: usize = i.parse().ok()?;
+        let start = lines
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.trim() == "[[reward]]")
+            .nth(i)?
+            .0;
+        let end = lines[start + 1..]
+            .iter()
+            .position(|l| l.trim_start().starts_with('['))
+            .map_or(lines.len(), |p| start + 1 + p);
+        if let Some(seg) = tail
+            .trim_start_matches('.')
+            .split('.')
+            .find(|s| !s.is_empty())
+        {
+            for (n, l) in lines.iter().enumerate().take(end).skip(start) {
+                if let Some(c) = find_key(l, seg) {
+                    return Some((n + 1, c));
+                }
+            }
+        }
+        return Some((start + 1, 1));
+    }
+    let segs: Vec<&str> = key.split('.').collect();
+    let first = segs.first()?;
+    let header = lines.iter().position(|l| {
+        let t = l.trim();
+        t == format!("[{first}]") || t.starts_with(&format!("[{first}."))
+    });
+    let from = header.unwrap_or(0);
+    for seg in segs.iter().skip(usize::from(header.is_some())).rev() {
+        for (n, l) in lines.iter().enumerate().skip(from) {
+            if n > from
+                && header.is_some()
+                && l.trim_start().starts_with('[')
+                && !l.contains(&format!("[{first}."))
+            {
+                break;
+            }
+            if let Some(c) = find_key(l, seg) {
+                return Some((n + 1, c));
+            }
+        }
+    }
+    header.map(|h| (h + 1, 1))
+}
+
+/// Column (1-based) of `key =` in `line`, as a whole word.
+fn find_key(line: &str, key: &str) -> Option<usize> {
+    let mut start = 0;
+    while let Some(p) = line[start..].find(key) {
+        let at = start + p;
+        let before_ok = at == 0
+            || !line[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        let after = line[at + key.len()..].trim_start();
+        if before_ok && after.starts_with('=') && !after.starts_with("==") {
+            return Some(at + 1);
+        }
+        start = at + key.len();
+    }
+    None
+}
+
 fn config_error(origin: &str, text: &str, e: &toml::de::Error) -> TrainError {
     let location = match e.span() {
         Some(span) => {

@@ -348,3 +348,109 @@ fn rapo_relative_rows(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TaskSection;
+
+    fn dataset_task(dir: &std::path::Path, answer: &str) -> TaskSource {
+        let f = dir.join("d.jsonl");
+        std::fs::write(
+            &f,
+            format!("{{\"question\": \"q1\", \"gold\": {answer:?}}}\n{{\"question\": \"q2\", \"gold\": \"7\"}}\n"),
+        )
+        .unwrap();
+        TaskSource::new(
+            &TaskSection::Dataset {
+                train: f.clone(),
+                test: f,
+                prompt_column: "question".into(),
+                answer_column: "gold".into(),
+                verifier: "math".into(),
+                chat_template: false,
+            },
+            1,
+        )
+        .unwrap()
+    }
+
+    fn section(toml_text: &str) -> Vec<RewardComponentSection> {
+        #[derive(serde::Deserialize)]
+        struct W {
+            reward: Vec<RewardComponentSection>,
+        }
+        toml::from_str::<W>(toml_text).unwrap().reward
+    }
+
+    #[test]
+    fn a_failing_sample_scores_zero_with_its_reason_and_the_others_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let task = dataset_task(dir.path(), "seventeen");
+        let fns = RewardFns::new(&section(
+            "[[reward]]\nsource = { type = \"rapo_absolute\" }\n[[reward]]\nname = \"fmt\"\nweight = 2.0\nsource = { type = \"format\", pattern = \"[0-9]+\" }",
+        ))
+        .unwrap();
+        let bad = TaskInstance {
+            prompt: "q1".into(),
+            answer: "seventeen".into(),
+            gold_completion: String::new(),
+        };
+        let good = TaskInstance {
+            prompt: "q2".into(),
+            answer: "7".into(),
+            gold_completion: String::new(),
+        };
+        let score = Score {
+            correct: 0.0,
+            format: 0.0,
+            partial: 0.0,
+        };
+        let view = |inst, prompt, text| SampleView {
+            inst,
+            prompt,
+            text,
+            len_tokens: 1,
+            truncated: false,
+            task: score,
+        };
+        let t = fns.score(&task, &[view(&bad, 0, "17"), view(&good, 1, "7")]);
+        assert_eq!(
+            t.names,
+            vec!["rapo_absolute".to_string(), "fmt".to_string()]
+        );
+        assert_eq!(t.values[0][0], 0.0);
+        assert!(t.values[0][1] > 0.99);
+        assert_eq!(t.errors[0].0, 1);
+        assert!(t.errors[0].1.as_deref().unwrap().contains("not a number"));
+        assert_eq!(t.values[1], vec![1.0, 1.0]);
+        assert!((t.scalar[1] - (t.values[0][1] + 2.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bad_components_are_refused_naming_the_entry() {
+        let e = RewardFns::new(&section(
+            "[[reward]]\nsource = { type = \"task\" }\n[[reward]]\nname = \"task\"\nsource = { type = \"format\" }",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("reward[1]") && e.contains("two components"),
+            "{e}"
+        );
+        let e = RewardFns::new(&section(
+            "[[reward]]\nsource = { type = \"format\", pattern = \"(\" }",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("reward[0]") && e.contains("pattern"), "{e}");
+        let e = RewardFns::new(&section("[[reward]]\nsource = { type = \"otc\" }"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tool calls"), "{e}");
+        let e = RewardFns::new(&section("[[reward]]\nsource = { type = \"code\" }"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tests"), "{e}");
+    }
+}

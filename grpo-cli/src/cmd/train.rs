@@ -34,10 +34,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map(|d| d.join("config.toml"))
         .filter(|p| p.exists());
     let config = match (&args.config, &saved) {
-        (Some(path), _) => grpo_train::config::load(path, &args.set)?,
+        (Some(path), _) => grpo_train::config::load_validated(path, &args.set)?,
         // Resuming without --config continues with the run's own saved config.
-        (None, Some(path)) => grpo_train::config::load(path, &args.set)?,
-        (None, None) => grpo_train::config::parse(
+        (None, Some(path)) => grpo_train::config::load_validated(path, &args.set)?,
+        (None, None) => grpo_train::config::parse_validated(
             grpo_train::config::DEFAULT_CONFIG,
             "<embedded default>",
             &args.set,

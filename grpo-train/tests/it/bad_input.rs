@@ -157,3 +157,116 @@ fn existing_output_dir_is_refused_unless_overwrite_or_resume() {
     assert!(!run_dir.join("precious.txt").exists());
     assert!(run_dir.join("checkpoint/config.json").exists());
 }
+
+/// Algorithm and reward mistakes are refused when the config is loaded, at the file, line
+/// and column of the key, naming the item, the missing input and what would provide it.
+#[test]
+fn algorithm_and_reward_mistakes_are_refused_at_load_with_their_location() {
+    let check = |text: &str, want: &[&str]| {
+        let e = config::parse_validated(text, "r.toml", &[])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        for w in want {
+            assert!(e.contains(w), "missing {w:?} in: {e}");
+        }
+    };
+    let line_of = |text: &str, pat: &str| text.lines().position(|l| l.contains(pat)).unwrap() + 1;
+    // An estimator whose input the trainer cannot supply.
+    let t = TINY.replace(
+        "advantage = { type = \"grpo\" }",
+        "advantage = { type = \"gae\", gamma = 1.0, lam = 1.0 }",
+    );
+    let l = line_of(&t, "type = \"gae\"");
+    check(
+        &t,
+        &[&format!("r.toml:{l}:1"), "gae", "values", "value model"],
+    );
+    // A KL penalty in the loss without a reference policy.
+    let t = TINY.replace(
+        "loss = { type = \"ppo_clip\", eps_low = 0.2, eps_high = 0.28, agg = { type = \"token_mean\" } }",
+        "loss = { type = \"kl_penalty\", coef = 0.1, estimator = \"k3\", agg = { type = \"token_mean\" }, base = { type = \"ppo_clip\", eps_low = 0.2, agg = { type = \"token_mean\" } } }",
+    );
+    check(&t, &["kl_penalty", "ref_log_prob", "[reference]"]);
+    // [algorithm.kl] without a reference.
+    let t = TINY.replace(
+        "[optim]",
+        "kl = { estimator = \"k3\", controller = { type = \"fixed\", kl_coef = 0.01 } }\n\n[optim]",
+    );
+    check(&t, &["algorithm.kl", "reference"]);
+    // Unknown reward type and non-finite weight.
+    let t = format!("{TINY}\n[[reward]]\nsource = {{ type = \"sentiment\" }}\n");
+    let e = config::parse(&t, "r.toml", &[]).unwrap_err().to_string();
+    assert!(e.contains("sentiment") && e.contains("r.toml:"), "{e}");
+    let t = format!("{TINY}\n[[reward]]\nweight = nan\nsource = {{ type = \"task\" }}\n");
+    let l = line_of(&t, "weight = nan");
+    check(&t, &[&format!("r.toml:{l}:1"), "weight", "finite"]);
+    // A filter reading a component the run does not have.
+    let t = TINY.replace(
+        "[optim]",
+        "filter = { rule = { type = \"dynamic_sampling\", metric = \"acc\" } }\n\n[optim]",
+    );
+    check(
+        &t,
+        &["acc", "not a reward component", "known: reward, correct"],
+    );
+    // GDPO weights that do not match the components.
+    let t = TINY.replace(
+        "advantage = { type = \"grpo\" }",
+        "advantage = { type = \"gdpo\", weights = [1.0, 2.0] }",
+    );
+    check(&t, &["gdpo has 2 weights", "1 reward components"]);
+    // SPO with a shaping reward that leaves [0, 1]; DisCO with non-binary rewards.
+    let shaped = format!(
+        "{TINY}\n[[reward]]\nsource = {{ type = \"task\" }}\n[[reward]]\nsource = {{ type = \"dapo_overlong\", max_len = 6, buffer = 2 }}\n"
+    );
+    check(
+        &shaped.replace("type = \"grpo\"", "type = \"spo\""),
+        &["spo", "[0, 1]"],
+    );
+    check(
+        &shaped.replace(
+            "loss = { type = \"ppo_clip\", eps_low = 0.2, eps_high = 0.28, agg = { type = \"token_mean\" } }",
+            "loss = { type = \"disco\", score = \"l_ratio\", variant = \"disco\", tau = 10.0, delta = 0.0001, beta = 1000.0, kl_type = \"k3\" }",
+        ),
+        &["disco", "binary"],
+    );
+    // A group of one for an estimator that compares completions.
+    check(
+        &TINY.replace("group_size = 4", "group_size = 1"),
+        &["group_size", "grpo"],
+    );
+    // A sampler over a generated task without a pool size; Scaf-GRPO's hints.
+    let t = TINY.replace(
+        "[optim]",
+        "sampler = { rule = { type = \"vas\", alpha = 1.0, beta = 0.0 } }\n\n[optim]",
+    );
+    check(&t, &["pool_size"]);
+    let t = TINY.replace(
+        "[optim]",
+        "sampler = { rule = { type = \"scaf_grpo\" }, pool_size = 8 }\n\n[optim]",
+    );
+    check(&t, &["scaf_grpo", "hint"]);
+}
+
+/// A `[model]` too large to allocate is an error naming its size, not a panic.
+#[test]
+fn an_unallocatable_model_is_an_error_naming_its_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (ov, want) in [
+        ("model.hidden_size=1000000000", "parameters needs"),
+        (
+            "model.intermediate_size=9223372036854775807",
+            "parameters needs",
+        ),
+    ] {
+        let mut cfg = tiny(
+            tmp.path(),
+            &[ov, "model.num_heads=1", "model.num_kv_heads=1"],
+        );
+        cfg.name = "huge".into();
+        let e = train(cfg, &quiet()).unwrap_err().to_string();
+        assert!(e.contains(want), "{ov}: {e}");
+        assert!(!tmp.path().join("huge").exists());
+    }
+}
