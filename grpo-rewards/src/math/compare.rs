@@ -16,8 +16,8 @@ const POINTS: usize = 8;
 
 /// Compares `gold` with `pred`; returns the verdict and a short reason.
 pub fn equal(gold: &E, pred: &E, cfg: &MathConfig) -> (bool, &'static str) {
-    let gold = unwrap_in(fold_matrices(gold.clone()));
-    let pred = unwrap_in(fold_matrices(pred.clone()));
+    let gold = unwrap_in(drop_approx(fold_matrices(gold.clone())));
+    let pred = unwrap_in(drop_approx(fold_matrices(pred.clone())));
     match (&gold, &pred) {
         (E::Rel(gi, go), E::Rel(pi, po)) => {
             let (gi, go) = simplify_chain(gi, go);
@@ -81,6 +81,27 @@ pub fn equal(gold: &E, pred: &E, cfg: &MathConfig) -> (bool, &'static str) {
             let ok = value_eq(&gold, &pred, cfg);
             (ok, if ok { "equivalent" } else { "not equivalent" })
         }
+    }
+}
+
+/// `\approx` read as Math-Verify reads it: `x \approx 3.01` (a symbol on the
+/// left) is `3.01`, `\frac{9.5}{3.14} \approx 3.01` is the fraction,
+/// `x = a \approx 3.01` is `x = a`.
+fn drop_approx(e: E) -> E {
+    match e {
+        E::Rel(mut items, mut ops) => match ops.iter().position(|o| *o == RelOp::Approx) {
+            Some(0) => {
+                let keep = usize::from(matches!(items.first(), Some(E::Sym(_))));
+                items.swap_remove(keep)
+            }
+            Some(k) => {
+                ops.truncate(k);
+                items.truncate(k + 1);
+                E::Rel(items, ops)
+            }
+            None => E::Rel(items, ops),
+        },
+        other => other,
     }
 }
 

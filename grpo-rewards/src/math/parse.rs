@@ -25,12 +25,34 @@ static UNIT_TAIL: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
+static LIST_AND: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\s*,\s*(?:\\text\{\s*and\s*\}|\band\b)\s*").expect("static regex")
+});
+static OR_TUPLES: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\)\s*(?:\\text\{\s*or\s*\}|or)\s*\(").expect("static regex"));
+static MALFORMED: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\\[dtc]?frac\s*[^\s{]|\\sqrt\s*[^\s{\[]").expect("static regex"));
+
+/// Whether `s` uses a malformed operator that [`normalize`] would repair
+/// (`\frac12`, `\sqrt3`); Math-Verify's `malformed_operators` switch.
+pub fn malformed_operator(s: &str) -> bool {
+    MALFORMED.is_match(s)
+}
+
 /// Math-Verify-style string normalisation before tokenising.
 pub fn normalize(s: &str) -> String {
     let mut t = s.trim().to_string();
     if t.contains("\\\\") && !t.contains("\\begin") {
         // double-escaped commands (`\\\\frac`) from JSON-in-JSON sources
         t = DOUBLE_ESC.replace_all(&t, "\\$1").into_owned();
+    }
+    // tuples joined by `or`: `(11,7)or(7,11)`
+    if t.contains("or") {
+        t = OR_TUPLES.replace_all(&t, "), (").into_owned();
+    }
+    // a list written with a final `and` (`19, 46, and 82`, `19, 46, \\text{ and } 82`)
+    if t.contains("and") {
+        t = LIST_AND.replace_all(&t, ", ").into_owned();
     }
     // protect row separators `\\\\` from the `\\ ` (spacing) rule below
     let mut t = t.replace("\\\\", "\u{1}");
@@ -164,8 +186,14 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
             while i < c.len() && c[i].is_ascii_digit() {
                 i += 1;
             }
-            // thousands separators: ",ddd" groups when the head has 1-3 digits
-            if i - st <= 3 && c[st] != '0' {
+            // thousands separators: ",ddd" groups when the head has 1-3 digits,
+            // except as the first entry of a tuple / interval (`(12,102)`)
+            let opens_group = c[..st]
+                .iter()
+                .rev()
+                .find(|x| !x.is_whitespace())
+                .is_some_and(|x| matches!(x, '(' | '['));
+            if i - st <= 3 && c[st] != '0' && !opens_group {
                 let mut j = i;
                 let mut groups = 0;
                 while j + 3 < c.len()
@@ -321,6 +349,16 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
                 }
                 '&' => out.push(Tok::Amp),
                 '≈' => out.push(Tok::Rel(RelOp::Approx)),
+                // a ratio / clock time `12:00` reads as a division (Math-Verify: 12/0)
+                ':' if matches!(
+                    out.last(),
+                    Some(Tok::Num(_) | Tok::Letter(_) | Tok::Ch(')' | '}'))
+                ) && c
+                    .get(i + 1)
+                    .is_some_and(|d| d.is_alphanumeric() || matches!(d, '\\' | '{' | '(')) =>
+                {
+                    out.push(Tok::Ch('/'))
+                }
                 _ => out.push(Tok::Ch(ch)),
             }
             i += 1;
