@@ -152,6 +152,30 @@ pub const LANGS: &[(&[&str], Lang)] = &[
             indices: &["А", "Б", "В", "Г", "Д", "Е"],
         },
     ),
+    (
+        &["ar", "arabic"],
+        Lang {
+            code: "ar",
+            answer: "إجابة",
+            full_stop: ".",
+            comma: "،",
+            colon: ":",
+            spaced: true,
+            indices: &["أ", "ب", "ج", "د", "هـ"],
+        },
+    ),
+    (
+        &["hi", "hindi"],
+        Lang {
+            code: "hi",
+            answer: "उत्तर",
+            full_stop: "।",
+            comma: ",",
+            colon: ":",
+            spaced: true,
+            indices: &["क", "ख", "ग", "घ", "ङ"],
+        },
+    ),
 ];
 
 /// Looks a language up by ISO code or English name (case-insensitive).
@@ -276,11 +300,14 @@ static GSM8K: LazyLock<Regex> = LazyLock::new(|| {
 });
 static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?:^|[^\w.])(?P<n>-?\d+\s*/\s*\d+|-?[1-9]\d{0,2}(?:[ ,]\d{3})+(?:\.\d+)?|-?\d+[.,]\d+|-?\.\d+|-?\d+)(?P<p>\s*(?:%|[Pp]ercentage|[Pp]ercent|[Pp]ct))?",
+        r"(?:^|[^\w.]|[\p{Han}\p{Hiragana}\p{Katakana}])(?P<n>-?\d+\s*/\s*\d+|-?[1-9]\d{0,2}(?:[ ,]\d{3})+(?:\.\d+)?|-?\d+[.,]\d+|-?\.\d+|-?\d+)(?P<p>\s*(?:%|[Pp]ercentage|[Pp]ercent|[Pp]ct))?",
     )
     .expect("static regex")
 });
 
+static BARE_FRAC: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"-?\\[dt]?frac\{-?\d+(?:\.\d+)?\}\{-?\d+(?:\.\d+)?\}").expect("static regex")
+});
 static SPAN_JOINER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*(?:,?\s*and|,?\s*or|,)\s*$").expect("static regex"));
 static SEPARATORS: LazyLock<Regex> = LazyLock::new(|| {
@@ -316,6 +343,12 @@ static SPACED_DIGITS: LazyLock<Regex> =
 /// A short string with no prose in it (`\frac{10}{9}`, `x+1`, `(1, 2)`).
 fn looks_like_bare_math(s: &str) -> bool {
     if s.contains('$') || s.contains("\\(") || s.contains("\\[") || SPACED_DIGITS.is_match(s) {
+        return false;
+    }
+    // prose in another script (`计划的比例为13/28`); Greek letters are math
+    if s.chars()
+        .any(|c| c.is_alphabetic() && !c.is_ascii() && !('\u{370}'..='\u{3ff}').contains(&c))
+    {
         return false;
     }
     let s = ENV_OR_TEXT.replace_all(s, " ");
@@ -582,6 +615,16 @@ pub fn candidates_with(
         }
         // joined first: the sort below is stable, so at equal priority and end it wins
         let spans: Vec<(usize, usize, String)> = joined_spans.into_iter().chain(spans).collect();
+        // bare numeric fractions outside any delimiters (`(\frac{2}{5}) 吨`)
+        let mut spans = spans;
+        for m in BARE_FRAC.find_iter(text) {
+            if !spans
+                .iter()
+                .any(|(a, b, _)| *a <= m.start() && m.end() <= *b)
+            {
+                spans.push((m.start(), m.end(), m.as_str().to_string()));
+            }
+        }
         for (start, end, s) in &spans {
             let before = &text[..*start];
             let window = |n: usize| {

@@ -68,7 +68,8 @@ pub struct MathConfig {
     /// Math-Verify (`$28\%$` vs `$28$` is false) — NeMo-Skills / Qwen accept it.
     pub percent_accepts_bare: bool,
     /// Language of the answer anchors and punctuation (lighteval's `language`):
-    /// ISO code or English name (`en`, `fr`, `zh`, `ja`, `de`, `es`, `it`, `pt`, `ru`).
+    /// ISO code or English name (`en`, `fr`, `zh`, `ja`, `de`, `es`, `it`, `pt`, `ru`,
+    /// `ar`, `hi`).
     pub language: String,
     /// Multiple-choice strings extracted by the `letters` target (Math-Verify's
     /// `strings`); empty = the language's letters (A-E; А-Е in Russian).
@@ -120,7 +121,7 @@ impl MathConfig {
         let lang = extract::lang(&self.language).ok_or_else(|| RewardError::InvalidInput {
             field: "options.language".into(),
             reason: format!(
-                "unknown language {:?} (en, fr, zh, ja, de, es, it, pt, ru)",
+                "unknown language {:?} (en, fr, zh, ja, de, es, it, pt, ru, ar, hi)",
                 self.language
             ),
         })?;
