@@ -140,3 +140,91 @@ fn math_verify_suite() {
         unexpected.join("\n")
     );
 }
+
+/// lighteval's `test_extractive_match.py` cases (multilingual answer
+/// prefixes, letters without an anchor phrase, math), committed as
+/// `tests/data/agreement/lighteval.jsonl` by `scripts/math_agreement.py`,
+/// run under each case's language, targets and precision. The divergences
+/// are the same cases as in Math-Verify's suite (lighteval copied them).
+#[test]
+fn lighteval_suite() {
+    let known: BTreeMap<&str, &str> = [
+        (
+            "test_latex_notation_math[3]",
+            "whole-solution gold (as Math-Verify's gold3)",
+        ),
+        (
+            "test_math_extraction_additional_cases[5]",
+            "(1,3) is not the set {1,3}",
+        ),
+        (
+            "test_math_numina_cases[3]",
+            "|z| inequality vs union of intervals",
+        ),
+        (
+            "test_math_numina_cases[9]",
+            "grouped assignments separated by ';'",
+        ),
+        (
+            "test_math_numina_cases[32]",
+            "two boxed assignments in prose",
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let mut bad = Vec::new();
+    let mut n = 0;
+    for (i, line) in include_str!("../data/agreement/lighteval.jsonl")
+        .lines()
+        .enumerate()
+    {
+        let c: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("line {}: {e}", i + 1));
+        let id = c["id"].as_str().expect("id");
+        let short = id.split("::").nth(1).unwrap_or(id);
+        assert!(
+            c["source"].as_str().is_some_and(|s| s.contains('@')),
+            "{id}"
+        );
+        let letters = c["targets"]
+            .as_array()
+            .expect("targets")
+            .iter()
+            .any(|t| t == "NativeLetters");
+        let targets: Vec<ExtractionTarget> = c["targets"]
+            .as_array()
+            .expect("targets")
+            .iter()
+            .map(|t| match t.as_str() {
+                Some("latex") => ExtractionTarget::Latex,
+                Some("expr") => ExtractionTarget::Expr,
+                _ => ExtractionTarget::Letters,
+            })
+            .collect();
+        let cfg = MathConfig {
+            gold_extraction: targets.clone(),
+            pred_extraction: targets,
+            float_rounding: c["float_rounding"].as_u64().expect("precision") as u32,
+            boxed_match_priority: 55,
+            language: c["language"].as_str().expect("language").into(),
+            letters: if letters {
+                ["A", "B", "C", "D"].map(String::from).to_vec()
+            } else {
+                Vec::new()
+            },
+            ..MathConfig::default()
+        };
+        let want = c["expected"].as_bool().expect("expected");
+        let gold = c["gold"].as_str().expect("gold");
+        let pred = c["pred"].as_str().expect("pred");
+        let got = verify(gold, pred, &cfg).map(|v| v.correct).unwrap_or(false);
+        match (got == want, known.contains_key(short)) {
+            (false, false) => bad.push(format!("{short}: gold={gold:?} expected={want} got={got}")),
+            (true, true) => bad.push(format!("{short}: agrees now, remove from the known list")),
+            _ => {}
+        }
+        n += 1;
+    }
+    assert!(n >= 230, "{n} cases");
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
