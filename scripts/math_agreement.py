@@ -13,9 +13,13 @@ grpo-rewards/tests/data/agreement/ with their source commits):
 - lighteval: tests/unit/metrics/test_extractive_match.py of
   huggingface/lighteval (multilingual prefixes, letters, math);
 - hendrycks: modeling/math_equivalence_test.py of hendrycks/math
-  (`is_equiv` on bare answers).
+  (`is_equiv` on bare answers);
+- nemo_skills: tests/test_math_equal.py of NVIDIA/NeMo-Skills (`math_equal`
+  pairs, both directions; words and primed symbols such as `odd`, `f'`).
+hendrycks and nemo_skills run with their percent rule (a bare number
+matches a percent: `percent_accepts_bare`) on our side.
 `--extract MIRRORS_DIR` (git mirrors `<owner>+<repo>/repo`) rewrites the
-lighteval and hendrycks case files from the anchors' test sources (their
+lighteval, hendrycks and nemo_skills case files from the anchors' test sources (their
 parametrize tables are evaluated as data; lighteval itself is not needed).
 
 Each side runs the suite's configuration: its extraction targets, precision
@@ -111,6 +115,30 @@ def extract_hendrycks(mirrors):
     return out
 
 
+NEMO = ("NVIDIA/NeMo-Skills", "0b012df8a09cd4730d31b16e90a0d8f13d145fb8", "tests/test_math_equal.py")
+
+
+def extract_nemo(mirrors):
+    """NeMo-Skills' math_equal pairs; each is tested in both directions."""
+    repo, commit, path = NEMO
+    tree = ast.parse(git_show(mirrors, repo, commit, path))
+    out = []
+    for fn in tree.body:
+        if not isinstance(fn, ast.FunctionDef) or not fn.name.startswith("test_"):
+            continue
+        _, rows = _decorated_params(fn)
+        expected = fn.name == "test_correct_examples"
+        for i, (a, b) in enumerate(rows):
+            for d, (g, p) in enumerate([(a, b), (b, a)]):
+                out.append({"id": f"{path}::{fn.name}[{i}]{'<-' if d else '->'}",
+                            "source": f"{repo}@{commit} {path}", "gold": str(g), "pred": str(p),
+                            "expected": expected, "targets": ["latex", "expr"], "language": "english",
+                            "float_rounding": 6, "boxed_match_priority": 0,
+                            # NeMo-Skills accepts a bare number for a percent
+                            "percent_accepts_bare": True})
+    return out
+
+
 def load(path):
     with open(path) as f:
         return [json.loads(l) for l in f if l.strip()]
@@ -187,13 +215,15 @@ def main():
     a = ap.parse_args()
     os.makedirs(AGREE, exist_ok=True)
     if a.extract:
-        for name, fn in (("lighteval", extract_lighteval), ("hendrycks", extract_hendrycks)):
+        for name, fn in (("lighteval", extract_lighteval), ("hendrycks", extract_hendrycks),
+                         ("nemo_skills", extract_nemo)):
             with open(os.path.join(AGREE, f"{name}.jsonl"), "w") as f:
                 for c in fn(a.extract):
                     f.write(json.dumps(c, ensure_ascii=False) + "\n")
     suites = {"math_verify": math_verify_suite(),
               "lighteval": load(os.path.join(AGREE, "lighteval.jsonl")),
-              "hendrycks": load(os.path.join(AGREE, "hendrycks.jsonl"))}
+              "hendrycks": load(os.path.join(AGREE, "hendrycks.jsonl")),
+              "nemo_skills": load(os.path.join(AGREE, "nemo_skills.jsonl"))}
     rows, tot = [], [0, 0, 0]
     detail = {}
     for name, cases in suites.items():

@@ -472,10 +472,16 @@ fn set_eq(a: &[E], b: &[E], cfg: &MathConfig) -> bool {
 }
 
 fn scalar_eq(g: &E, p: &E, cfg: &MathConfig) -> bool {
-    // Percent gold: `28\%` matches `0.28`, `28\%` and (by default) a bare `28`.
-    if let E::Percent(inner) = g {
-        if !matches!(p, E::Percent(_)) && cfg.percent_accepts_bare && scalar_eq(inner, p, cfg) {
-            return true;
+    // Percent: `28\%` matches `0.28` and `28\%`; with `percent_accepts_bare` also a
+    // bare `28`, either way round (NeMo-Skills, hendrycks).
+    if cfg.percent_accepts_bare {
+        match (g, p) {
+            (E::Percent(inner), other) | (other, E::Percent(inner))
+                if !matches!(other, E::Percent(_)) && scalar_eq(inner, other, cfg) =>
+            {
+                return true;
+            }
+            _ => {}
         }
     }
     if let (Some(a), Some(b)) = (exact(g), exact(p)) {

@@ -42,6 +42,10 @@ pub fn malformed_operator(s: &str) -> bool {
 /// Math-Verify-style string normalisation before tokenising.
 pub fn normalize(s: &str) -> String {
     let mut t = s.trim().to_string();
+    // a stray trailing backslash (`185\`)
+    if t.ends_with('\\') && !t.ends_with("\\\\") {
+        t.pop();
+    }
     if t.contains("\\\\") && !t.contains("\\begin") {
         // double-escaped commands (`\\\\frac`) from JSON-in-JSON sources
         t = DOUBLE_ESC.replace_all(&t, "\\$1").into_owned();

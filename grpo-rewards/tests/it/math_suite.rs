@@ -228,3 +228,43 @@ fn lighteval_suite() {
     assert!(n >= 230, "{n} cases");
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
+
+/// NeMo-Skills' `math_equal` pairs (`tests/data/agreement/nemo_skills.jsonl`,
+/// both directions): words and primed symbols compared as text (`odd`, `f'`),
+/// `\approx` tails, letters, percent with NeMo's rule (a bare number matches).
+#[test]
+fn nemo_skills_pairs() {
+    let cfg = MathConfig {
+        percent_accepts_bare: true,
+        ..MathConfig::default()
+    };
+    let mut bad = Vec::new();
+    let mut n = 0;
+    for (i, line) in include_str!("../data/agreement/nemo_skills.jsonl")
+        .lines()
+        .enumerate()
+    {
+        let c: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("line {}: {e}", i + 1));
+        assert!(
+            c["source"].as_str().is_some_and(|s| s.contains('@')),
+            "line {}",
+            i + 1
+        );
+        let (gold, pred) = (
+            c["gold"].as_str().expect("gold"),
+            c["pred"].as_str().expect("pred"),
+        );
+        let want = c["expected"].as_bool().expect("expected");
+        let got = verify(gold, pred, &cfg).map(|v| v.correct);
+        if got.as_ref().ok() != Some(&want) {
+            bad.push(format!(
+                "{}: gold={gold:?} pred={pred:?} expected={want} got={got:?}",
+                c["id"]
+            ));
+        }
+        n += 1;
+    }
+    assert_eq!(n, 60);
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
