@@ -16,10 +16,13 @@ grpo-rewards/tests/data/agreement/ with their source commits):
   (`is_equiv` on bare answers);
 - nemo_skills: tests/test_math_equal.py of NVIDIA/NeMo-Skills (`math_equal`
   pairs, both directions; words and primed symbols such as `odd`, `f'`).
+- verl: the end-to-end `is_equiv` cases on boxed answers of
+  tests/utils/reward_score/test_numeric_canonicalization_on_cpu.py
+  (volcengine/verl; its pinned b178a3cd has no math-equivalence unit test).
 hendrycks and nemo_skills run with their percent rule (a bare number
 matches a percent: `percent_accepts_bare`) on our side.
 `--extract MIRRORS_DIR` (git mirrors `<owner>+<repo>/repo`) rewrites the
-lighteval, hendrycks and nemo_skills case files from the anchors' test sources (their
+lighteval, hendrycks, nemo_skills and verl case files from the anchors' test sources (their
 parametrize tables are evaluated as data; lighteval itself is not needed).
 
 Each side runs the suite's configuration: its extraction targets, precision
@@ -139,6 +142,25 @@ def extract_nemo(mirrors):
     return out
 
 
+VERL = ("volcengine/verl", "d69068d2a32b985e759049da6f801a039b94b31b",
+        "tests/utils/reward_score/test_numeric_canonicalization_on_cpu.py")
+
+
+def extract_verl(mirrors):
+    """verl's end-to-end `is_equiv` cases on boxed answers (its math reward)."""
+    repo, commit, path = VERL
+    tree = ast.parse(git_show(mirrors, repo, commit, path))
+    out = []
+    for fn in tree.body:
+        if isinstance(fn, ast.FunctionDef) and fn.name == "test_is_equiv_boxed":
+            _, rows = _decorated_params(fn)
+            for i, (gt, pred) in enumerate(rows):
+                out.append({"id": f"{path}::{fn.name}[{i}]", "source": f"{repo}@{commit} {path}",
+                            "gold": gt, "pred": pred, "expected": True, "targets": ["latex", "expr"],
+                            "language": "english", "float_rounding": 6, "boxed_match_priority": 0})
+    return out
+
+
 def load(path):
     with open(path) as f:
         return [json.loads(l) for l in f if l.strip()]
@@ -216,14 +238,15 @@ def main():
     os.makedirs(AGREE, exist_ok=True)
     if a.extract:
         for name, fn in (("lighteval", extract_lighteval), ("hendrycks", extract_hendrycks),
-                         ("nemo_skills", extract_nemo)):
+                         ("nemo_skills", extract_nemo), ("verl", extract_verl)):
             with open(os.path.join(AGREE, f"{name}.jsonl"), "w") as f:
                 for c in fn(a.extract):
                     f.write(json.dumps(c, ensure_ascii=False) + "\n")
     suites = {"math_verify": math_verify_suite(),
               "lighteval": load(os.path.join(AGREE, "lighteval.jsonl")),
               "hendrycks": load(os.path.join(AGREE, "hendrycks.jsonl")),
-              "nemo_skills": load(os.path.join(AGREE, "nemo_skills.jsonl"))}
+              "nemo_skills": load(os.path.join(AGREE, "nemo_skills.jsonl")),
+              "verl": load(os.path.join(AGREE, "verl.jsonl"))}
     rows, tot = [], [0, 0, 0]
     detail = {}
     for name, cases in suites.items():
