@@ -16,8 +16,8 @@ const POINTS: usize = 8;
 
 /// Compares `gold` with `pred`; returns the verdict and a short reason.
 pub fn equal(gold: &E, pred: &E, cfg: &MathConfig) -> (bool, &'static str) {
-    let gold = unwrap_in(drop_approx(fold_matrices(gold.clone())));
-    let pred = unwrap_in(drop_approx(fold_matrices(pred.clone())));
+    let gold = group_assignments(unwrap_in(drop_approx(fold_matrices(gold.clone()))));
+    let pred = group_assignments(unwrap_in(drop_approx(fold_matrices(pred.clone()))));
     match (&gold, &pred) {
         (E::Rel(gi, go), E::Rel(pi, po)) => {
             let (gi, go) = simplify_chain(gi, go);
@@ -103,6 +103,39 @@ fn drop_approx(e: E) -> E {
         },
         other => other,
     }
+}
+
+/// Repeating assignments `p=5, q=2; p=7, q=2` are the solutions `(5,2), (7,2)`.
+fn group_assignments(e: E) -> E {
+    let E::Set(items) = &e else { return e };
+    let mut names = Vec::new();
+    let mut values = Vec::new();
+    for it in items {
+        match it {
+            E::Rel(v, ops) if ops.len() == 1 && ops[0] == RelOp::Eq && v.len() == 2 => {
+                let E::Sym(n) = &v[0] else { return e };
+                names.push(n.clone());
+                values.push(v[1].clone());
+            }
+            _ => return e,
+        }
+    }
+    // the group length: where the first name comes back
+    let Some(k) = names
+        .iter()
+        .skip(1)
+        .position(|n| *n == names[0])
+        .map(|p| p + 1)
+    else {
+        return e;
+    };
+    if k < 2 || names.len() % k != 0 {
+        return e;
+    }
+    if names.chunks(k).any(|c| c != &names[..k]) {
+        return e;
+    }
+    E::Set(values.chunks(k).map(|c| E::Tuple(c.to_vec())).collect())
 }
 
 /// `x \in S` is read as `S`.

@@ -25,6 +25,10 @@ static UNIT_TAIL: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
+static SPACED_THOUSANDS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(\d)\s*\{\s*,\s*\}\s*(\d)").expect("static regex"));
+static BARE_AND: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\s+and\s+").expect("static regex"));
 static LIST_AND: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\s*,\s*(?:\\text\{\s*and\s*\}|\band\b)\s*").expect("static regex")
 });
@@ -54,9 +58,21 @@ pub fn normalize(s: &str) -> String {
     if t.contains("or") {
         t = OR_TUPLES.replace_all(&t, "), (").into_owned();
     }
+    // `14 {, }916`: a spaced LaTeX thousands separator
+    if t.contains("{,") {
+        t = SPACED_THOUSANDS.replace_all(&t, "$1$2").into_owned();
+    }
+    // `$` left inside a box (`\boxed{12 $ and $13 }`)
+    if t.contains('$') {
+        t = t.replace('$', " ");
+    }
     // a list written with a final `and` (`19, 46, and 82`, `19, 46, \\text{ and } 82`)
     if t.contains("and") {
         t = LIST_AND.replace_all(&t, ", ").into_owned();
+    }
+    // `12 and 13`: a bare `and` between two answers (not inside text)
+    if t.contains(" and ") && !t.contains("\\text") && !t.contains("\\mbox") {
+        t = BARE_AND.replace_all(&t, ", ").into_owned();
     }
     // protect row separators `\\\\` from the `\\ ` (spacing) rule below
     let mut t = t.replace("\\\\", "\u{1}");

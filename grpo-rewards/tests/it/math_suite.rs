@@ -150,20 +150,12 @@ fn math_verify_suite() {
 fn lighteval_suite() {
     let known: BTreeMap<&str, &str> = [
         (
-            "test_latex_notation_math[3]",
-            "whole-solution gold (as Math-Verify's gold3)",
-        ),
-        (
             "test_math_extraction_additional_cases[5]",
             "(1,3) is not the set {1,3}",
         ),
         (
             "test_math_numina_cases[3]",
             "|z| inequality vs union of intervals",
-        ),
-        (
-            "test_math_numina_cases[9]",
-            "grouped assignments separated by ';'",
         ),
         (
             "test_math_numina_cases[32]",
