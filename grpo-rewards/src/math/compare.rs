@@ -142,6 +142,13 @@ fn group_assignments(e: E) -> E {
 fn unwrap_in(e: E) -> E {
     match e {
         E::Rel(mut items, ops) if ops == [RelOp::In] => items.pop().unwrap_or(E::Set(vec![])),
+        // `z \in A \cup B` parses as `(z \in A) \cup B`
+        E::Union(mut v) if matches!(v.first(), Some(E::Rel(_, ops)) if ops == &[RelOp::In]) => {
+            if let E::Rel(mut items, _) = v.remove(0) {
+                v.insert(0, items.pop().unwrap_or(E::Set(vec![])));
+            }
+            E::Union(v)
+        }
         other => other,
     }
 }
@@ -317,6 +324,29 @@ fn inequality_to_interval(items: &[E], ops: &[RelOp]) -> Option<E> {
                 (RelOp::Gt | RelOp::Ge, RelOp::Gt | RelOp::Ge) => (b, a, o2.flip(), o1.flip()),
                 _ => return None,
             };
+            // `a <= |z| <= b` with `a >= 0`: `[-b, -a] \cup [a, b]`
+            if let E::Func(f, args) = x {
+                if f == "abs" && matches!(args.as_slice(), [E::Sym(_)]) {
+                    let (lo, hi) = (bound(lo)?, bound(hi)?);
+                    if num(&lo, &Env::new()).is_some_and(|v| v > 0.0) {
+                        let neg = |e: &E| E::Neg(Box::new(e.clone()));
+                        return Some(E::Union(vec![
+                            E::Interval(
+                                Box::new(neg(&hi)),
+                                Box::new(neg(&lo)),
+                                o2 == RelOp::Lt,
+                                o1 == RelOp::Lt,
+                            ),
+                            E::Interval(
+                                Box::new(lo),
+                                Box::new(hi),
+                                o1 == RelOp::Lt,
+                                o2 == RelOp::Lt,
+                            ),
+                        ]));
+                    }
+                }
+            }
             Some(E::Interval(
                 Box::new(bound(lo)?),
                 Box::new(bound(hi)?),

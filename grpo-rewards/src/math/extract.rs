@@ -311,7 +311,12 @@ static BARE_FRAC: LazyLock<Regex> = LazyLock::new(|| {
 static SPAN_JOINER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*(?:,?\s*and|,?\s*or|,)\s*$").expect("static regex"));
 static SEPARATORS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\\text\{[^}]*\}|\\quad|\\qquad|\band\b|\bor\b|\\[()\[\]]").expect("static regex")
+    // prose-free glue between boxes: text, spacing, and/or, delimiters, and the
+    // `y_2 =` of an assignment inside the next LaTeX span
+    Regex::new(
+        r"\\text\{[^}]*\}|\\quad|\\qquad|\band\b|\bor\b|\\[()\[\]]|\$|[A-Za-z](?:_\{?\w+\}?)?\s*=",
+    )
+    .expect("static regex")
 });
 
 fn boxed_starts(text: &str) -> Vec<usize> {
