@@ -29,6 +29,10 @@ static SPACED_THOUSANDS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(\d)\s*\{\s*,\s*\}\s*(\d)").expect("static regex"));
 static BARE_AND: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\s+and\s+").expect("static regex"));
+static UNIT_IN_LIST: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(\d)\s*(?:\\(?:text|mbox|mathrm)\{\s*)?(?:cm|mm|km|kg|meters?|metres?|inches|feet|units?|degrees?|dollars?|cents?|hours?|minutes?|seconds?|days?)\s*\}?\s*(,|\\?\})")
+        .expect("static regex")
+});
 static LIST_AND: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\s*,\s*(?:\\text\{\s*and\s*\}|\band\b)\s*").expect("static regex")
 });
@@ -65,6 +69,10 @@ pub fn normalize(s: &str) -> String {
     // `$` left inside a box (`\boxed{12 $ and $13 }`)
     if t.contains('$') {
         t = t.replace('$', " ");
+    }
+    // units inside a list (`{35 cm, 4}`): the tail rule below only sees the end
+    if t.contains(',') {
+        t = UNIT_IN_LIST.replace_all(&t, "$1$2").into_owned();
     }
     // a list written with a final `and` (`19, 46, and 82`, `19, 46, \\text{ and } 82`)
     if t.contains("and") {
