@@ -308,6 +308,8 @@ static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
 static BARE_FRAC: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"-?\\[dt]?frac\{-?\d+(?:\.\d+)?\}\{-?\d+(?:\.\d+)?\}").expect("static regex")
 });
+static BOX_JOINER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?:,|\band|\bor)\s*\$?\s*$").expect("static regex"));
 static SPAN_JOINER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*(?:,?\s*and|,?\s*or|,)\s*$").expect("static regex"));
 static SEPARATORS: LazyLock<Regex> = LazyLock::new(|| {
@@ -568,9 +570,13 @@ pub fn candidates_with(
             while first > 0 {
                 let (prev_end, _) = boxed[first - 1];
                 let start_of_this = boxed_starts(text)[first];
-                let between = text.get(prev_end..start_of_this).unwrap_or("x");
-                let between = SEPARATORS.replace_all(between, "");
-                if between.chars().any(|c| c.is_alphanumeric()) {
+                let raw = text.get(prev_end..start_of_this).unwrap_or("x");
+                // Math-Verify chains boxes joined by `and` / `or` / `,`, whatever
+                // prose precedes the joiner (`\boxed{1} papers and \boxed{2}`), but
+                // not boxes separated by prose alone (`\boxed{1} no no \boxed{2}`)
+                let joined = BOX_JOINER.is_match(raw);
+                let between = SEPARATORS.replace_all(raw, "");
+                if !joined && between.chars().any(|c| c.is_alphanumeric()) {
                     break;
                 }
                 first -= 1;
