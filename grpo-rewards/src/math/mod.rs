@@ -42,7 +42,8 @@ pub enum ExtractionTarget {
     Latex,
     /// Plain numbers and expressions.
     Expr,
-    /// Multiple-choice letters A-E.
+    /// Multiple-choice letters (lighteval's `indices` / Math-Verify's `string`).
+    #[serde(alias = "indices", alias = "string", alias = "native_letters")]
     Letters,
 }
 
@@ -50,11 +51,15 @@ pub enum ExtractionTarget {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MathConfig {
-    /// Extraction targets for the gold answer.
+    /// Extraction targets for the gold answer (lighteval: `gold_extraction_target`).
+    #[serde(alias = "gold_extraction_target")]
     pub gold_extraction: Vec<ExtractionTarget>,
-    /// Extraction targets for the prediction.
+    /// Extraction targets for the prediction (lighteval: `pred_extraction_target`).
+    #[serde(alias = "pred_extraction_target")]
     pub pred_extraction: Vec<ExtractionTarget>,
-    /// Decimal places both sides are rounded to when one side is a decimal.
+    /// Decimal places both sides are rounded to when one side is a decimal
+    /// (lighteval: `precision`).
+    #[serde(alias = "precision")]
     pub float_rounding: u32,
     /// Significant digits for numeric comparison of irrational values.
     pub numeric_precision: u32,
@@ -73,8 +78,10 @@ pub struct MathConfig {
     pub language: String,
     /// Multiple-choice strings extracted by the `letters` target (Math-Verify's
     /// `strings`); empty = the language's letters (A-E; А-Е in Russian).
+    #[serde(alias = "strings")]
     pub letters: Vec<String>,
     /// Extract letters without an anchor phrase (`try_extract_without_anchor`).
+    #[serde(alias = "try_extract_without_anchor")]
     pub letters_without_anchor: bool,
     /// Repair malformed operators (`\frac12`, `\sqrt3`) before parsing, as
     /// Math-Verify's `NormalizationConfig.malformed_operators` (default on; its

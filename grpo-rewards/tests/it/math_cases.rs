@@ -225,6 +225,31 @@ fn options_change_verdicts() {
 }
 
 #[test]
+fn anchor_option_names() {
+    // lighteval's and Math-Verify's spellings next to ours
+    let out = grpo_rewards::math::verify_json(&serde_json::json!({
+        "gold": "C", "pred": "réponse est C non A",
+        "options": {"language": "french", "gold_extraction_target": ["indices"],
+                    "pred_extraction_target": ["indices"], "precision": 6,
+                    "strings": ["A", "B", "C", "D"], "try_extract_without_anchor": true}
+    }))
+    .unwrap();
+    assert_eq!(out["correct"], true, "{out}");
+    let out = grpo_rewards::math::verify_json(&serde_json::json!({
+        "gold": "\\frac{1}{3}", "pred": "$0.333$", "options": {"precision": 3}
+    }))
+    .unwrap();
+    assert_eq!(out["correct"], true, "{out}");
+    // the same option twice under two names is an error
+    assert!(
+        grpo_rewards::math::verify_json(&serde_json::json!({
+            "gold": "1", "pred": "1", "options": {"precision": 3, "float_rounding": 3}
+        }))
+        .is_err()
+    );
+}
+
+#[test]
 fn json_entry_point() {
     let out = grpo_rewards::math::verify_json(&serde_json::json!({
         "gold": "\\frac{1}{3}", "pred": "$0.333$", "options": {"float_rounding": 3}
