@@ -9,8 +9,12 @@
 //! - [`Compare::AppsLenient`]: the APPS/TACO cascade: stripped lines, then tokens as floats
 //!   within 1e-5 relative/absolute tolerance.
 //!
-//! Call results are compared as JSON values: numbers by value (`3` = `3.0`, as Python),
-//! booleans only with booleans, strings, arrays and objects structurally.
+//! - [`Compare::LcbStrict`]: stdout as `lcb`; call results as strict JSON.
+//!
+//! Call results ([`Compare::call_eq`]): `lcb` and `apps_lenient` compare them as
+//! LiveCodeBench and APPS do, with Python `==` ([`py_eq`]: `True == 1`, `1 == 1.0`,
+//! `[True] == [1]`); `lcb_strict` and `exact` compare them as strict JSON ([`json_eq`]:
+//! numbers by value, booleans only with booleans).
 
 use serde_json::Value;
 
@@ -24,13 +28,16 @@ pub enum Compare {
     Exact,
     /// APPS-style lenient comparison (stripped lines, float tolerance).
     AppsLenient,
+    /// LiveCodeBench's stdout rule, strict JSON for call results (booleans are not numbers).
+    LcbStrict,
 }
 
 impl Compare {
-    /// Parses `lcb`, `exact` or `apps_lenient`.
+    /// Parses `lcb`, `lcb_strict`, `exact` or `apps_lenient`.
     pub fn from_name(s: &str) -> Option<Compare> {
         match s {
             "lcb" => Some(Compare::Lcb),
+            "lcb_strict" => Some(Compare::LcbStrict),
             "exact" => Some(Compare::Exact),
             "apps_lenient" => Some(Compare::AppsLenient),
             _ => None,
@@ -41,8 +48,16 @@ impl Compare {
     pub fn matches(self, got: &str, expected: &str) -> bool {
         match self {
             Compare::Exact => got.trim_end_matches('\n') == expected.trim_end_matches('\n'),
-            Compare::Lcb => lcb(got, expected),
+            Compare::Lcb | Compare::LcbStrict => lcb(got, expected),
             Compare::AppsLenient => apps(got, expected),
+        }
+    }
+
+    /// Whether a call result `got` equals `expected` under this mode.
+    pub fn call_eq(self, got: &Value, expected: &Value) -> bool {
+        match self {
+            Compare::Lcb | Compare::AppsLenient => py_eq(got, expected),
+            Compare::LcbStrict | Compare::Exact => json_eq(got, expected),
         }
     }
 }
@@ -145,8 +160,56 @@ impl Decimal {
     }
 }
 
-/// Whether a call result equals the expected JSON value (Python `==` on JSON data, except
-/// that booleans never equal numbers).
+/// A JSON scalar as Python sees it in `==`: bools are the integers 0 and 1.
+enum PyNum {
+    Int(i128),
+    Float(f64),
+}
+
+fn py_num(v: &Value) -> Option<PyNum> {
+    match v {
+        Value::Bool(b) => Some(PyNum::Int(i128::from(*b))),
+        Value::Number(n) => n
+            .as_i64()
+            .map(|i| PyNum::Int(i128::from(i)))
+            .or_else(|| n.as_u64().map(|u| PyNum::Int(i128::from(u))))
+            .or_else(|| n.as_f64().map(PyNum::Float)),
+        _ => None,
+    }
+}
+
+/// Python's `int == float`: exact (no rounding of large ints).
+fn int_eq_float(i: i128, f: f64) -> bool {
+    f.is_finite() && f.fract() == 0.0 && f.abs() < 1.7e38 && (f as i128) == i
+}
+
+/// Python `==` on JSON data (LiveCodeBench's and APPS's comparison of call results):
+/// `True == 1 == 1.0`, `False == 0`, lists elementwise, dicts by keys.
+pub fn py_eq(got: &Value, expected: &Value) -> bool {
+    if let (Some(a), Some(b)) = (py_num(got), py_num(expected)) {
+        return match (a, b) {
+            (PyNum::Int(x), PyNum::Int(y)) => x == y,
+            (PyNum::Float(x), PyNum::Float(y)) => x == y,
+            (PyNum::Int(i), PyNum::Float(f)) | (PyNum::Float(f), PyNum::Int(i)) => {
+                int_eq_float(i, f)
+            }
+        };
+    }
+    match (got, expected) {
+        (Value::Null, Value::Null) => true,
+        (Value::String(a), Value::String(b)) => a == b,
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| py_eq(x, y))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| py_eq(v, w)))
+        }
+        _ => false,
+    }
+}
+
+/// Strict JSON equality of a call result and the expected value: numbers by value
+/// (`3` = `3.0`), booleans only with booleans.
 pub fn json_eq(got: &Value, expected: &Value) -> bool {
     match (got, expected) {
         (Value::Null, Value::Null) => true,
@@ -217,6 +280,40 @@ mod tests {
         assert_eq!(Decimal::parse("1.2.3"), None);
         assert_eq!(Decimal::parse("abc"), None);
         assert_eq!(Decimal::parse("-inf"), Some(Decimal::Inf { neg: true }));
+    }
+
+    #[test]
+    fn python_equality() {
+        assert!(py_eq(&json!(true), &json!(1)));
+        assert!(py_eq(&json!(1), &json!(true)));
+        assert!(py_eq(&json!(false), &json!(0.0)));
+        assert!(py_eq(&json!(1), &json!(1.0)));
+        assert!(py_eq(
+            &json!([true, 2, {"a": 0}]),
+            &json!([1, 2.0, {"a": false}])
+        ));
+        assert!(!py_eq(&json!(true), &json!(2)));
+        assert!(!py_eq(&json!("1"), &json!(1)));
+        assert!(!py_eq(&json!(null), &json!(0)));
+        assert!(!py_eq(&json!(1.5), &json!(1)));
+        // exact int/float comparison, as Python: 2**53 + 1 != 2.0**53
+        assert!(!py_eq(
+            &json!(9007199254740993u64),
+            &json!(9007199254740992.0)
+        ));
+        assert!(py_eq(
+            &json!(9007199254740992u64),
+            &json!(9007199254740992.0)
+        ));
+        assert!(!py_eq(&json!([1]), &json!([1, 1])));
+        // the named modes
+        assert!(Compare::Lcb.call_eq(&json!(true), &json!(1)));
+        assert!(Compare::AppsLenient.call_eq(&json!([1.0]), &json!([true])));
+        assert!(!Compare::LcbStrict.call_eq(&json!(true), &json!(1)));
+        assert!(!Compare::Exact.call_eq(&json!(true), &json!(1)));
+        assert!(Compare::LcbStrict.call_eq(&json!(3), &json!(3.0)));
+        assert_eq!(Compare::from_name("lcb_strict"), Some(Compare::LcbStrict));
+        assert!(Compare::LcbStrict.matches("0.50\n", "0.5"));
     }
 
     #[test]

@@ -55,7 +55,7 @@ fn default_config() -> Result<SandboxConfig> {
 /// `language` is `python` (default; `python3` accepted). `tests` is any supported shape
 /// (see [`parse_tests`]), possibly as a JSON string. `options`: `timeout_s`,
 /// `wall_timeout_s`, `memory_mib`, `max_processes`, `file_size_mib`, `max_parallel`,
-/// `compare` (`lcb` | `exact` | `apps_lenient`), `score` (`fraction` | `all_pass`),
+/// `compare` (`lcb` | `lcb_strict` | `exact` | `apps_lenient`), `score` (`fraction` | `all_pass`),
 /// `import_header`, `require_full_isolation`.
 pub fn verify_json(input: &Value) -> Result<Value> {
     let obj = input.as_object().ok_or_else(|| RewardError::InvalidInput {

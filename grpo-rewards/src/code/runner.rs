@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::compare::{Compare, json_eq};
+use super::compare::Compare;
 use super::sandbox::{self, Exit, Isolation, Limits, RunOutcome, RunSpec, SandboxConfig};
 use crate::error::{Result, RewardError};
 
@@ -36,7 +36,7 @@ pub enum Status {
     CpuLimit,
     /// Address-space limit reached (`MemoryError`, ENOMEM).
     MemoryLimit,
-    /// stdout or stderr passed its cap.
+    /// stdout passed its cap (stderr beyond its cap is only truncated).
     OutputLimit,
     /// `RLIMIT_FSIZE` reached.
     FileSizeLimit,
@@ -187,7 +187,10 @@ impl CodeOptions {
                 "max_parallel" => self.max_parallel = int(k, x)? as usize,
                 "compare" => {
                     self.compare = x.as_str().and_then(Compare::from_name).ok_or_else(|| {
-                        invalid(k, "expected \"lcb\", \"exact\" or \"apps_lenient\"")
+                        invalid(
+                            k,
+                            "expected \"lcb\", \"lcb_strict\", \"exact\" or \"apps_lenient\"",
+                        )
                     })?
                 }
                 "score" => {
@@ -233,6 +236,8 @@ pub struct TestResult {
     pub stdout: String,
     /// Last 2 KiB of stderr.
     pub stderr: String,
+    /// stderr passed its cap in the sandbox (its tail was kept; not a verdict).
+    pub stderr_truncated: bool,
     /// Wall time of the program, ms (from the moment the sandbox was ready to its exit).
     pub time_ms: u64,
     /// Why (for non-pass verdicts).
@@ -265,11 +270,21 @@ impl CodeVerdict {
                 "status": t.status.as_str(),
                 "stdout": t.stdout,
                 "stderr": t.stderr,
+                "stderr_truncated": t.stderr_truncated,
                 "time_ms": t.time_ms,
                 "reason": t.reason,
             })).collect::<Vec<_>>(),
             "isolation": self.isolation,
         })
+    }
+}
+
+/// A test's stdin: like [`text`], and `null` (verl's sandbox tests pass
+/// `None`) is empty input.
+fn stdin_text(v: &Value, field: &str) -> Result<String> {
+    match v {
+        Value::Null => Ok(String::new()),
+        other => text(other, field),
     }
 }
 
@@ -307,7 +322,7 @@ pub fn parse_tests(tests: &Value) -> Result<Vec<TestCase>> {
                 return Err(invalid(&field, "expected {\"stdin\", \"stdout\"}"));
             };
             out.push(TestCase::Stdio {
-                stdin: text(inp, &field)?,
+                stdin: stdin_text(inp, &field)?,
                 stdout: text(outp, &field)?,
             });
         }
@@ -367,7 +382,7 @@ pub fn parse_tests(tests: &Value) -> Result<Vec<TestCase>> {
         let field = format!("inputs[{i}]");
         match fn_name {
             None => out.push(TestCase::Stdio {
-                stdin: text(inp, &field)?,
+                stdin: stdin_text(inp, &field)?,
                 stdout: text(outp, &format!("outputs[{i}]"))?,
             }),
             Some(f) => {
@@ -427,6 +442,7 @@ pub fn verify(
                     status: Status::SandboxError,
                     stdout: String::new(),
                     stderr: String::new(),
+                    stderr_truncated: false,
                     time_ms: 0,
                     reason: reason.clone(),
                 })
@@ -553,6 +569,7 @@ fn run_one(
         status,
         stdout: head(&shown_stdout, 4096),
         stderr: tail(&String::from_utf8_lossy(&out.stderr), 2048),
+        stderr_truncated: out.stderr_truncated,
         time_ms: out
             .wall
             .saturating_sub(out.setup_time.unwrap_or_default())
@@ -617,7 +634,7 @@ fn classify(
         );
     }
     if out.output_limit {
-        return r(Status::OutputLimit, "stdout or stderr passed its cap");
+        return r(Status::OutputLimit, "stdout passed its cap");
     }
     let cpu_limit = Duration::from_secs(cfg.limits.cpu_s);
     match out.exit {
@@ -698,10 +715,10 @@ fn classify(
                 return done(Status::SandboxError, "unreadable result from the harness");
             };
             let single = match expected {
-                Value::Array(a) if *unwrap_single && a.len() == 1 => json_eq(&got, &a[0]),
+                Value::Array(a) if *unwrap_single && a.len() == 1 => compare.call_eq(&got, &a[0]),
                 _ => false,
             };
-            if json_eq(&got, expected) || single {
+            if compare.call_eq(&got, expected) || single {
                 done(Status::Pass, "")
             } else {
                 done(Status::WrongAnswer, "result differs")

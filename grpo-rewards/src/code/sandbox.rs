@@ -59,7 +59,8 @@ pub struct Limits {
     pub work_tmpfs_mib: u64,
     /// Bytes of stdout kept; more is `output_limit`.
     pub stdout_cap: usize,
-    /// Bytes of stderr allowed; more is `output_limit` (the tail is kept).
+    /// Bytes of stderr kept (the tail); more is dropped and flagged
+    /// (`RunOutcome::stderr_truncated`), never a verdict: a correct program may log.
     pub stderr_cap: usize,
 }
 
@@ -211,8 +212,10 @@ pub struct RunOutcome {
     pub stdout: Vec<u8>,
     /// Tail of stderr (at most `stderr_cap` bytes).
     pub stderr: Vec<u8>,
-    /// Killed because a stream passed its cap.
+    /// Killed because stdout passed its cap.
     pub output_limit: bool,
+    /// stderr passed its cap: only its last `stderr_cap` bytes were kept.
+    pub stderr_truncated: bool,
     /// Killed at the wall-clock deadline.
     pub timed_out: bool,
     /// CPU time of the program (user + system), as reported by the namespace init.
@@ -587,7 +590,7 @@ fn run_in_slot(cfg: &SandboxConfig, slot_guard: Slot, spec: &RunSpec) -> Result<
     // to the program; the setup itself gets SETUP_LIMIT.
     let mut deadline = start + SETUP_LIMIT;
     let mut setup_timed_out = false;
-    let (mut timed_out, mut output_limit) = (false, false);
+    let (mut timed_out, mut output_limit, mut stderr_truncated) = (false, false, false);
     let mut killed_at: Option<Instant> = None;
     let mut setup_time: Option<Duration> = None;
     let mut chunk = vec![0u8; 64 << 10];
@@ -669,13 +672,10 @@ fn run_in_slot(cfg: &SandboxConfig, slot_guard: Slot, spec: &RunSpec) -> Result<
                 stderr = None;
             }
             if err_buf.len() > lim.stderr_cap {
+                // keep the tail and go on draining: logs are not a verdict
                 let cut = err_buf.len() - lim.stderr_cap;
                 err_buf.drain(..cut);
-                if !output_limit {
-                    output_limit = true;
-                    kill_all();
-                    killed_at.get_or_insert(Instant::now());
-                }
+                stderr_truncated = true;
             }
         }
         if let Some(s) = status.as_mut().filter(|s| ready(s.as_raw_fd())) {
@@ -782,6 +782,7 @@ fn run_in_slot(cfg: &SandboxConfig, slot_guard: Slot, spec: &RunSpec) -> Result<
         stdout: out_buf,
         stderr: err_buf,
         output_limit,
+        stderr_truncated,
         timed_out,
         cpu_time,
         max_rss_kib,

@@ -16,8 +16,8 @@ const POINTS: usize = 8;
 
 /// Compares `gold` with `pred`; returns the verdict and a short reason.
 pub fn equal(gold: &E, pred: &E, cfg: &MathConfig) -> (bool, &'static str) {
-    let gold = unwrap_in(fold_matrices(gold.clone()));
-    let pred = unwrap_in(fold_matrices(pred.clone()));
+    let gold = group_assignments(unwrap_in(drop_approx(fold_matrices(gold.clone()))));
+    let pred = group_assignments(unwrap_in(drop_approx(fold_matrices(pred.clone()))));
     match (&gold, &pred) {
         (E::Rel(gi, go), E::Rel(pi, po)) => {
             let (gi, go) = simplify_chain(gi, go);
@@ -84,10 +84,71 @@ pub fn equal(gold: &E, pred: &E, cfg: &MathConfig) -> (bool, &'static str) {
     }
 }
 
+/// `\approx` read as Math-Verify reads it: `x \approx 3.01` (a symbol on the
+/// left) is `3.01`, `\frac{9.5}{3.14} \approx 3.01` is the fraction,
+/// `x = a \approx 3.01` is `x = a`.
+fn drop_approx(e: E) -> E {
+    match e {
+        E::Rel(mut items, mut ops) => match ops.iter().position(|o| *o == RelOp::Approx) {
+            Some(0) => {
+                let keep = usize::from(matches!(items.first(), Some(E::Sym(_))));
+                items.swap_remove(keep)
+            }
+            Some(k) => {
+                ops.truncate(k);
+                items.truncate(k + 1);
+                E::Rel(items, ops)
+            }
+            None => E::Rel(items, ops),
+        },
+        other => other,
+    }
+}
+
+/// Repeating assignments `p=5, q=2; p=7, q=2` are the solutions `(5,2), (7,2)`.
+fn group_assignments(e: E) -> E {
+    let E::Set(items) = &e else { return e };
+    let mut names = Vec::new();
+    let mut values = Vec::new();
+    for it in items {
+        match it {
+            E::Rel(v, ops) if ops.len() == 1 && ops[0] == RelOp::Eq && v.len() == 2 => {
+                let E::Sym(n) = &v[0] else { return e };
+                names.push(n.clone());
+                values.push(v[1].clone());
+            }
+            _ => return e,
+        }
+    }
+    // the group length: where the first name comes back
+    let Some(k) = names
+        .iter()
+        .skip(1)
+        .position(|n| *n == names[0])
+        .map(|p| p + 1)
+    else {
+        return e;
+    };
+    if k < 2 || names.len() % k != 0 {
+        return e;
+    }
+    if names.chunks(k).any(|c| c != &names[..k]) {
+        return e;
+    }
+    E::Set(values.chunks(k).map(|c| E::Tuple(c.to_vec())).collect())
+}
+
 /// `x \in S` is read as `S`.
 fn unwrap_in(e: E) -> E {
     match e {
         E::Rel(mut items, ops) if ops == [RelOp::In] => items.pop().unwrap_or(E::Set(vec![])),
+        // `z \in A \cup B` parses as `(z \in A) \cup B`
+        E::Union(mut v) if matches!(v.first(), Some(E::Rel(_, ops)) if ops == &[RelOp::In]) => {
+            if let E::Rel(mut items, _) = v.remove(0) {
+                v.insert(0, items.pop().unwrap_or(E::Set(vec![])));
+            }
+            E::Union(v)
+        }
         other => other,
     }
 }
@@ -263,6 +324,29 @@ fn inequality_to_interval(items: &[E], ops: &[RelOp]) -> Option<E> {
                 (RelOp::Gt | RelOp::Ge, RelOp::Gt | RelOp::Ge) => (b, a, o2.flip(), o1.flip()),
                 _ => return None,
             };
+            // `a <= |z| <= b` with `a >= 0`: `[-b, -a] \cup [a, b]`
+            if let E::Func(f, args) = x {
+                if f == "abs" && matches!(args.as_slice(), [E::Sym(_)]) {
+                    let (lo, hi) = (bound(lo)?, bound(hi)?);
+                    if num(&lo, &Env::new()).is_some_and(|v| v > 0.0) {
+                        let neg = |e: &E| E::Neg(Box::new(e.clone()));
+                        return Some(E::Union(vec![
+                            E::Interval(
+                                Box::new(neg(&hi)),
+                                Box::new(neg(&lo)),
+                                o2 == RelOp::Lt,
+                                o1 == RelOp::Lt,
+                            ),
+                            E::Interval(
+                                Box::new(lo),
+                                Box::new(hi),
+                                o1 == RelOp::Lt,
+                                o2 == RelOp::Lt,
+                            ),
+                        ]));
+                    }
+                }
+            }
             Some(E::Interval(
                 Box::new(bound(lo)?),
                 Box::new(bound(hi)?),
@@ -451,10 +535,16 @@ fn set_eq(a: &[E], b: &[E], cfg: &MathConfig) -> bool {
 }
 
 fn scalar_eq(g: &E, p: &E, cfg: &MathConfig) -> bool {
-    // Percent gold: `28\%` matches `0.28`, `28\%` and (by default) a bare `28`.
-    if let E::Percent(inner) = g {
-        if !matches!(p, E::Percent(_)) && cfg.percent_accepts_bare && scalar_eq(inner, p, cfg) {
-            return true;
+    // Percent: `28\%` matches `0.28` and `28\%`; with `percent_accepts_bare` also a
+    // bare `28`, either way round (NeMo-Skills, hendrycks).
+    if cfg.percent_accepts_bare {
+        match (g, p) {
+            (E::Percent(inner), other) | (other, E::Percent(inner))
+                if !matches!(other, E::Percent(_)) && scalar_eq(inner, other, cfg) =>
+            {
+                return true;
+            }
+            _ => {}
         }
     }
     if let (Some(a), Some(b)) = (exact(g), exact(p)) {

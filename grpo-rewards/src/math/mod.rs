@@ -12,7 +12,9 @@
 //!
 //! Options use Math-Verify's names (`gold_extraction`, `pred_extraction`,
 //! `float_rounding`, `numeric_precision`, `strict`, `allow_set_relation_comp`,
-//! `boxed_match_priority`) plus `percent_accepts_bare`.
+//! `boxed_match_priority`, `malformed_operators`, lighteval's `language`) plus
+//! `letters`, `letters_without_anchor` and `percent_accepts_bare`. A gold
+//! that is a word or a primed symbol (`odd`, `f'`) is compared as text.
 //!
 //! ```
 //! use grpo_rewards::math::{verify, MathConfig};
@@ -40,7 +42,8 @@ pub enum ExtractionTarget {
     Latex,
     /// Plain numbers and expressions.
     Expr,
-    /// Multiple-choice letters A-E.
+    /// Multiple-choice letters (lighteval's `indices` / Math-Verify's `string`).
+    #[serde(alias = "indices", alias = "string", alias = "native_letters")]
     Letters,
 }
 
@@ -48,11 +51,15 @@ pub enum ExtractionTarget {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MathConfig {
-    /// Extraction targets for the gold answer.
+    /// Extraction targets for the gold answer (lighteval: `gold_extraction_target`).
+    #[serde(alias = "gold_extraction_target")]
     pub gold_extraction: Vec<ExtractionTarget>,
-    /// Extraction targets for the prediction.
+    /// Extraction targets for the prediction (lighteval: `pred_extraction_target`).
+    #[serde(alias = "pred_extraction_target")]
     pub pred_extraction: Vec<ExtractionTarget>,
-    /// Decimal places both sides are rounded to when one side is a decimal.
+    /// Decimal places both sides are rounded to when one side is a decimal
+    /// (lighteval: `precision`).
+    #[serde(alias = "precision")]
     pub float_rounding: u32,
     /// Significant digits for numeric comparison of irrational values.
     pub numeric_precision: u32,
@@ -62,8 +69,24 @@ pub struct MathConfig {
     pub allow_set_relation_comp: bool,
     /// Priority of `\boxed{}` matches (0 = before everything, Math-Verify default 50).
     pub boxed_match_priority: i32,
-    /// A bare number matches a percent gold (`28\%` vs `28`), as in Math-Verify's tests.
+    /// A bare number matches a percent gold (`28\%` vs `28`); off by default, as
+    /// Math-Verify (`$28\%$` vs `$28$` is false) — NeMo-Skills / Qwen accept it.
     pub percent_accepts_bare: bool,
+    /// Language of the answer anchors and punctuation (lighteval's `language`):
+    /// ISO code or English name (`en`, `fr`, `zh`, `ja`, `de`, `es`, `it`, `pt`, `ru`,
+    /// `ar`, `hi`).
+    pub language: String,
+    /// Multiple-choice strings extracted by the `letters` target (Math-Verify's
+    /// `strings`); empty = the language's letters (A-E; А-Е in Russian).
+    #[serde(alias = "strings")]
+    pub letters: Vec<String>,
+    /// Extract letters without an anchor phrase (`try_extract_without_anchor`).
+    #[serde(alias = "try_extract_without_anchor")]
+    pub letters_without_anchor: bool,
+    /// Repair malformed operators (`\frac12`, `\sqrt3`) before parsing, as
+    /// Math-Verify's `NormalizationConfig.malformed_operators` (default on; its
+    /// README recommends off for predictions in rewards).
+    pub malformed_operators: bool,
 }
 
 impl Default for MathConfig {
@@ -76,7 +99,11 @@ impl Default for MathConfig {
             strict: true,
             allow_set_relation_comp: false,
             boxed_match_priority: 0,
-            percent_accepts_bare: true,
+            percent_accepts_bare: false,
+            malformed_operators: true,
+            language: "en".into(),
+            letters: Vec::new(),
+            letters_without_anchor: true,
         }
     }
 }
@@ -96,8 +123,39 @@ pub struct MathVerdict {
     pub reason: String,
 }
 
-fn first_parse(text: &str, targets: &[ExtractionTarget], boxed: i32) -> Option<(String, expr::E)> {
-    for c in extract::candidates(text, targets, boxed) {
+impl MathConfig {
+    fn extract_opts(&self) -> Result<extract::ExtractOpts> {
+        let lang = extract::lang(&self.language).ok_or_else(|| RewardError::InvalidInput {
+            field: "options.language".into(),
+            reason: format!(
+                "unknown language {:?} (en, fr, zh, ja, de, es, it, pt, ru, ar, hi)",
+                self.language
+            ),
+        })?;
+        let letters = if self.letters.is_empty() {
+            lang.indices.iter().map(|s| s.to_string()).collect()
+        } else {
+            self.letters.clone()
+        };
+        Ok(extract::ExtractOpts {
+            boxed_priority: self.boxed_match_priority,
+            lang,
+            letters,
+            letters_without_anchor: self.letters_without_anchor,
+        })
+    }
+}
+
+fn first_parse(
+    text: &str,
+    targets: &[ExtractionTarget],
+    o: &extract::ExtractOpts,
+    malformed: bool,
+) -> Option<(String, expr::E)> {
+    for c in extract::candidates_with(text, targets, o) {
+        if !malformed && parse::malformed_operator(&c.text) {
+            continue;
+        }
         if let Some(e) = parse::parse_math(&c.text) {
             return Some((c.text, e));
         }
@@ -105,20 +163,93 @@ fn first_parse(text: &str, targets: &[ExtractionTarget], boxed: i32) -> Option<(
     None
 }
 
+static TEXT_WRAP: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|boxed|fbox)\s*")
+        .expect("static regex")
+});
+
+/// An answer compared as text: lowercased, without `$`, braces, `\text{}`-style
+/// wrappers, surrounding punctuation and extra spaces.
+fn text_norm(s: &str) -> String {
+    let s = TEXT_WRAP.replace_all(s, "");
+    let s: String = s
+        .chars()
+        .filter(|c| !matches!(c, '$' | '{' | '}'))
+        .collect();
+    let s = s
+        .trim()
+        .trim_matches(|c: char| matches!(c, '.' | ',' | ';' | ':' | '!' | '*' | '"'))
+        .trim();
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// The answer of `text` as text: the first extracted candidate, else what
+/// follows the last answer anchor, else the whole (short, one-line) text.
+fn text_answer(
+    text: &str,
+    targets: &[ExtractionTarget],
+    o: &extract::ExtractOpts,
+) -> Option<String> {
+    let raw = match extract::candidates_with(text, targets, o)
+        .into_iter()
+        .next()
+    {
+        Some(c) => c.text,
+        None => {
+            let lower = text.to_lowercase();
+            match lower.rfind(&o.lang.answer.to_lowercase()) {
+                Some(i) => {
+                    let rest = &text[i + o.lang.answer.len()..];
+                    let rest = rest.trim_start();
+                    let rest = rest.strip_prefix("is").unwrap_or(rest);
+                    rest.trim_start_matches([':', '：', ' '])
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_string()
+                }
+                None if text.len() <= 100 && !text.trim().contains('\n') => text.to_string(),
+                None => return None,
+            }
+        }
+    };
+    let t = text_norm(&raw);
+    (!t.is_empty()).then_some(t)
+}
+
 /// Verifies `pred` (a whole response or an answer) against `gold`.
 ///
 /// Errors only when the gold answer cannot be parsed (bad task data); a
 /// prediction that yields nothing is an incorrect verdict with a reason.
 pub fn verify(gold: &str, pred: &str, cfg: &MathConfig) -> Result<MathVerdict> {
-    let Some((gold_text, g)) = first_parse(gold, &cfg.gold_extraction, cfg.boxed_match_priority)
-    else {
-        return Err(RewardError::InvalidInput {
-            field: "gold".into(),
-            reason: format!("no parsable answer in {:?}", truncate(gold, 200)),
+    let o = cfg.extract_opts()?;
+    let mal = cfg.malformed_operators;
+    let Some((gold_text, g)) = first_parse(gold, &cfg.gold_extraction, &o, true) else {
+        // words and primed symbols (`odd`, `f'`): compared as text
+        let Some(gt) = text_answer(gold, &cfg.gold_extraction, &o) else {
+            return Err(RewardError::InvalidInput {
+                field: "gold".into(),
+                reason: format!("no parsable answer in {:?}", truncate(gold, 200)),
+            });
+        };
+        let pt = text_answer(pred, &cfg.pred_extraction, &o);
+        let ok = pt.as_deref() == Some(gt.as_str());
+        return Ok(MathVerdict {
+            correct: ok,
+            reward: if ok { 1.0 } else { 0.0 },
+            extracted: pt,
+            gold_extracted: gt,
+            reason: if ok {
+                "equal as text".into()
+            } else {
+                "gold compared as text: differs".into()
+            },
         });
     };
-    let Some((pred_text, p)) = first_parse(pred, &cfg.pred_extraction, cfg.boxed_match_priority)
-    else {
+    let Some((pred_text, p)) = first_parse(pred, &cfg.pred_extraction, &o, mal) else {
         return Ok(MathVerdict {
             correct: false,
             reward: 0.0,

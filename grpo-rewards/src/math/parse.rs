@@ -25,12 +25,62 @@ static UNIT_TAIL: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
+static SPACED_THOUSANDS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(\d)\s*\{\s*,\s*\}\s*(\d)").expect("static regex"));
+static BARE_AND: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\s+and\s+").expect("static regex"));
+static UNIT_IN_LIST: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(\d)\s*(?:\\(?:text|mbox|mathrm)\{\s*)?(?:cm|mm|km|kg|meters?|metres?|inches|feet|units?|degrees?|dollars?|cents?|hours?|minutes?|seconds?|days?)\s*\}?\s*(,|\\?\})")
+        .expect("static regex")
+});
+static LIST_AND: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\s*,\s*(?:\\text\{\s*and\s*\}|\band\b)\s*").expect("static regex")
+});
+static OR_TUPLES: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\)\s*(?:\\text\{\s*or\s*\}|or)\s*\(").expect("static regex"));
+static MALFORMED: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\\[dtc]?frac\s*[^\s{]|\\sqrt\s*[^\s{\[]").expect("static regex"));
+
+/// Whether `s` uses a malformed operator that [`normalize`] would repair
+/// (`\frac12`, `\sqrt3`); Math-Verify's `malformed_operators` switch.
+pub fn malformed_operator(s: &str) -> bool {
+    MALFORMED.is_match(s)
+}
+
 /// Math-Verify-style string normalisation before tokenising.
 pub fn normalize(s: &str) -> String {
     let mut t = s.trim().to_string();
+    // a stray trailing backslash (`185\`)
+    if t.ends_with('\\') && !t.ends_with("\\\\") {
+        t.pop();
+    }
     if t.contains("\\\\") && !t.contains("\\begin") {
         // double-escaped commands (`\\\\frac`) from JSON-in-JSON sources
         t = DOUBLE_ESC.replace_all(&t, "\\$1").into_owned();
+    }
+    // tuples joined by `or`: `(11,7)or(7,11)`
+    if t.contains("or") {
+        t = OR_TUPLES.replace_all(&t, "), (").into_owned();
+    }
+    // `14 {, }916`: a spaced LaTeX thousands separator
+    if t.contains("{,") {
+        t = SPACED_THOUSANDS.replace_all(&t, "$1$2").into_owned();
+    }
+    // `$` left inside a box (`\boxed{12 $ and $13 }`)
+    if t.contains('$') {
+        t = t.replace('$', " ");
+    }
+    // units inside a list (`{35 cm, 4}`): the tail rule below only sees the end
+    if t.contains(',') {
+        t = UNIT_IN_LIST.replace_all(&t, "$1$2").into_owned();
+    }
+    // a list written with a final `and` (`19, 46, and 82`, `19, 46, \\text{ and } 82`)
+    if t.contains("and") {
+        t = LIST_AND.replace_all(&t, ", ").into_owned();
+    }
+    // `12 and 13`: a bare `and` between two answers (not inside text)
+    if t.contains(" and ") && !t.contains("\\text") && !t.contains("\\mbox") {
+        t = BARE_AND.replace_all(&t, ", ").into_owned();
     }
     // protect row separators `\\\\` from the `\\ ` (spacing) rule below
     let mut t = t.replace("\\\\", "\u{1}");
@@ -164,8 +214,14 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
             while i < c.len() && c[i].is_ascii_digit() {
                 i += 1;
             }
-            // thousands separators: ",ddd" groups when the head has 1-3 digits
-            if i - st <= 3 && c[st] != '0' {
+            // thousands separators: ",ddd" groups when the head has 1-3 digits,
+            // except as the first entry of a tuple / interval (`(12,102)`)
+            let opens_group = c[..st]
+                .iter()
+                .rev()
+                .find(|x| !x.is_whitespace())
+                .is_some_and(|x| matches!(x, '(' | '['));
+            if i - st <= 3 && c[st] != '0' && !opens_group {
                 let mut j = i;
                 let mut groups = 0;
                 while j + 3 < c.len()
@@ -321,6 +377,16 @@ fn tokenize(s: &str) -> Option<Vec<Tok>> {
                 }
                 '&' => out.push(Tok::Amp),
                 '≈' => out.push(Tok::Rel(RelOp::Approx)),
+                // a ratio / clock time `12:00` reads as a division (Math-Verify: 12/0)
+                ':' if matches!(
+                    out.last(),
+                    Some(Tok::Num(_) | Tok::Letter(_) | Tok::Ch(')' | '}'))
+                ) && c
+                    .get(i + 1)
+                    .is_some_and(|d| d.is_alphanumeric() || matches!(d, '\\' | '{' | '(')) =>
+                {
+                    out.push(Tok::Ch('/'))
+                }
                 _ => out.push(Tok::Ch(ch)),
             }
             i += 1;

@@ -70,8 +70,40 @@ fn call_based_type_rules() {
         "program": "def f(x):\n    return x\n",
         "tests": {"fn_name": "f", "inputs": ["true", "1", "3"], "outputs": ["1", "1.0", "3.0"]},
     }));
-    // bool is not a number; 1 == 1.0 like Python.
-    assert_eq!(statuses(&out), ["wrong_answer", "pass", "pass"], "{out:#}");
+    // lcb (default): Python equality as LiveCodeBench, so True == 1 and 1 == 1.0
+    assert_eq!(statuses(&out), ["pass", "pass", "pass"], "{out:#}");
+    // lcb_strict: strict JSON, a bool is not a number (1 == 1.0 still holds)
+    let strict = run(json!({
+        "program": "def f(x):\n    return x\n",
+        "tests": {"fn_name": "f", "inputs": ["true", "1", "3", "[true, 0]"], "outputs": ["1", "1.0", "3.0", "[1, false]"]},
+        "options": {"compare": "lcb_strict"},
+    }));
+    assert_eq!(
+        statuses(&strict),
+        ["wrong_answer", "pass", "pass", "wrong_answer"],
+        "{strict:#}"
+    );
+    let lcb = run(json!({
+        "program": "def f(x):\n    return x\n",
+        "tests": {"fn_name": "f", "inputs": ["[true, 0]", "2"], "outputs": ["[1, false]", "true"]},
+    }));
+    assert_eq!(statuses(&lcb), ["pass", "wrong_answer"], "{lcb:#}");
+}
+
+#[test]
+fn null_stdin_is_empty_input() {
+    // verl's sandbox tests pass `None` as stdin
+    let prog = "import sys\ndata = sys.stdin.read()\nprint(len(data))\n";
+    let out =
+        run(json!({"program": prog, "tests": {"inputs": [null, "ab"], "outputs": ["0", "2"]}}));
+    assert_eq!(statuses(&out), ["pass", "pass"], "{out:#}");
+    let out = run(json!({"program": prog, "tests": [{"stdin": null, "stdout": "0"}]}));
+    assert_eq!(statuses(&out), ["pass"], "{out:#}");
+    // a null expected output is still bad task data
+    assert!(
+        verify_json(&json!({"program": prog, "tests": {"inputs": [""], "outputs": [null]}}))
+            .is_err()
+    );
 }
 
 #[test]

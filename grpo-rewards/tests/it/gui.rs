@@ -156,10 +156,12 @@ fn ui_r1_constants() {
         run(Profile::UiR1, gold.clone(), pred(50.0, 50.0), &o).0,
         3.0
     ); // inclusive edge
+    // UI-R1 reads `[int, int]` only: a point written with decimals is no
+    // point and reads as [0, 0] (outside this box)
     assert_eq!(
         run(Profile::UiR1, gold.clone(), pred(50.9, 10.0), &o).0,
-        3.0
-    ); // int() truncation
+        2.0
+    );
     assert_eq!(
         run(Profile::UiR1, gold.clone(), pred(51.0, 10.0), &o).0,
         2.0
@@ -170,12 +172,24 @@ fn ui_r1_constants() {
         run(Profile::UiR1, gold.clone(), pred(20.0, 20.0), &o).0,
         3.0
     );
+    // int() truncation after scaling: 25 * 2.03 = 50.75 -> 50, inside
+    o.scale_x = 2.03;
+    assert_eq!(
+        run(Profile::UiR1, gold.clone(), pred(25.0, 20.0), &o).0,
+        3.0
+    );
+    o.scale_x = 2.05; // 51.25 -> 51, outside
+    assert_eq!(
+        run(Profile::UiR1, gold.clone(), pred(25.0, 20.0), &o).0,
+        2.0
+    );
     let o = GuiOptions::default();
     let scroll = json!({"action": "scroll", "bbox": [0, 0, 1, 1]});
     let sp = json!("<think>a</think>\n<answer>[{'action': 'scroll', 'direction': 'up'}]</answer>");
     assert_eq!(run(Profile::UiR1, scroll.clone(), sp, &o).0, 3.0); // direction not checked
     let nofmt = json!("[{'action': 'scroll', 'direction': 'up'}]");
-    assert_eq!(run(Profile::UiR1, scroll, nofmt, &o).0, 2.0);
+    // without <answer> UI-R1 reads no action at all
+    assert_eq!(run(Profile::UiR1, scroll, nofmt, &o).0, 0.0);
     assert_eq!(
         run(
             Profile::UiR1,
@@ -214,7 +228,9 @@ fn gui_g1_constants() {
     )
     .unwrap();
     assert_eq!(s.components["hit"], 1.0);
-    let iou = (100.0 * 100.0) / (300.0 * 300.0);
+    // GUI-G1's IoU: intersection on [x1, x2 - 1] (+1), union of w*h areas
+    let inter = 99.0 * 99.0;
+    let iou = inter / (299.0 * 299.0 + 99.0 * 99.0 - inter);
     assert!((s.components["iou"] - 0.25 * iou).abs() < 1e-12);
     let terms = [
         1.0 - 100.0 / 1000.0,
@@ -261,12 +277,12 @@ fn infigui_androidcontrol_constants() {
         ),
         (1.0, true)
     );
-    // within 0.04 of the point in normalised coordinates: dx = 0.039
+    // within 0.04 * max(W, H) = 80 px of the point (Euclidean, pixels)
     assert_eq!(
         run(
             Profile::InfiguiR1Androidcontrol,
             gold.clone(),
-            click(539.0, 1000.0),
+            click(579.0, 1000.0),
             &o
         )
         .0,
@@ -276,7 +292,7 @@ fn infigui_androidcontrol_constants() {
         run(
             Profile::InfiguiR1Androidcontrol,
             gold.clone(),
-            click(541.0, 1000.0),
+            click(581.0, 1000.0),
             &o
         ),
         (0.0, true)
@@ -459,4 +475,129 @@ fn coordinate_frames_and_parsing() {
     assert_eq!(out["components"]["format"], 1.0);
     assert_eq!(out["type_match"], true);
     assert!(verify_json(&json!({"gold": {}, "pred": "", "profile": "nope"})).is_err());
+}
+
+/// Runs `tests/data/gui/<profile>.jsonl`: cases built from each anchor's
+/// code, README and data, with the expected rewards computed by the
+/// anchor's own reward function at the commit recorded in each case's
+/// `source` (regenerate with `scripts/gui_anchor_cases.py`).
+fn anchor_cases(profile: Profile, file: &str, min_cases: usize) {
+    let path = format!("{}/tests/data/gui/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut n = 0;
+    let mut failures = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let case: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{path}:{}: {e}", i + 1));
+        assert!(
+            case["source"].as_str().is_some_and(|s| s.contains('@')),
+            "{path}:{}: no source commit",
+            i + 1
+        );
+        let o: GuiOptions = serde_json::from_value(case["options"].clone())
+            .unwrap_or_else(|e| panic!("{path}:{}: options: {e}", i + 1));
+        let s = score(profile, &case["gold"], &case["pred"], &o)
+            .unwrap_or_else(|e| panic!("{path}:{}: {e}", i + 1));
+        let exp = case["expected"].as_object().expect("expected");
+        for (k, v) in exp {
+            let want = v.as_f64().expect("number");
+            let got = if k == "reward" {
+                s.reward
+            } else {
+                // GUI-G1's components are reported weighted, as the anchor's functions return them
+                s.components.get(k).copied().unwrap_or(f64::NAN)
+            };
+            if (got - want).abs() > 1e-9 {
+                failures.push(format!(
+                    "line {} ({}): {k} = {got}, anchor {want}",
+                    i + 1,
+                    case["note"]
+                ));
+            }
+        }
+        n += 1;
+    }
+    assert!(n >= min_cases, "{path}: only {n} cases");
+    assert!(failures.is_empty(), "{path}:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn gui_r1_anchor_cases() {
+    anchor_cases(Profile::GuiR1, "gui_r1.jsonl", 15);
+}
+
+#[test]
+fn ui_r1_anchor_cases() {
+    anchor_cases(Profile::UiR1, "ui_r1.jsonl", 10);
+}
+
+#[test]
+fn gui_g1_anchor_cases() {
+    anchor_cases(Profile::GuiG1, "gui_g1.jsonl", 10);
+}
+
+#[test]
+fn infigui_r1_anchor_cases() {
+    anchor_cases(
+        Profile::InfiguiR1Androidcontrol,
+        "infigui_r1_androidcontrol.jsonl",
+        15,
+    );
+}
+
+#[test]
+fn anchor_option_names() {
+    // pairs and the anchors' spellings deserialize next to ours
+    let o: GuiOptions = serde_json::from_value(json!({
+        "image_size": [1080, 2400], "scales": [1.5, 2.0],
+        "BBOX_ENLARGE_FACTOR": 1.3, "point_distance_threshold": 0.05
+    }))
+    .unwrap();
+    let r = o.resolved().unwrap();
+    assert_eq!((r.width, r.height), (Some(1080.0), Some(2400.0)));
+    assert_eq!((r.scale_x, r.scale_y), (1.5, 2.0));
+    assert_eq!((r.enlarge_factor, r.point_threshold), (1.3, 0.05));
+    let o: GuiOptions =
+        serde_json::from_value(json!({"scale": [2, 2], "bbox_enlarge_factor": 1.0})).unwrap();
+    assert_eq!(o.resolved().unwrap().scale_x, 2.0);
+    // conflicting spellings are bad task data, named
+    let o: GuiOptions =
+        serde_json::from_value(json!({"image_size": [100, 200], "width": 300})).unwrap();
+    let e = o.resolved().unwrap_err().to_string();
+    assert!(e.contains("image_size"), "{e}");
+    assert!(serde_json::from_value::<GuiOptions>(json!({"imagesize": [1, 2]})).is_err());
+    // the box term and the distance rule need the screen size
+    let e = score(
+        Profile::GuiG1,
+        &json!([0, 0, 10, 10]),
+        &json!("[{'bbox_2d': [0, 0, 10, 10]}]"),
+        &GuiOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("screen size"), "{e}");
+    // unknown gold action for InfiGUI-R1 is named
+    let o = GuiOptions {
+        image_size: Some([100.0, 100.0]),
+        ..GuiOptions::default()
+    };
+    let e = score(
+        Profile::InfiguiR1Androidcontrol,
+        &json!({"action": "teleport"}),
+        &json!({"action": "wait"}),
+        &o,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("teleport"), "{e}");
+    // UI-R1's gold string without an action is named
+    let e = score(
+        Profile::UiR1,
+        &json!("<answer>[]</answer>"),
+        &json!("x"),
+        &o,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("ui_r1 gold"), "{e}");
 }
