@@ -132,9 +132,27 @@ pub enum TaskSection {
         prompt_column: String,
         /// Column holding the gold answer.
         answer_column: String,
-        /// Verifier name (`math`).
+        /// Verifier name: `math`, `code` (programs run in the sandbox against the row's
+        /// tests), `toolcall` (calls checked against the row's function schemas and possible
+        /// answers) or `gui` (an action checked against the gold under a profile).
         verifier: String,
-        /// Use the checkpoint's chat template for prompts.
+        /// The verifier's options, as `grpo verify <verifier>` takes them (math: Math-Verify's
+        /// options; toolcall: its options; gui: `profile` and `options`; code: the sandbox
+        /// `options`, e.g. `{ timeout_s = 5 }`).
+        #[serde(default)]
+        verifier_options: Option<toml::Table>,
+        /// Extra columns each row carries to the verifier: code needs `test` and
+        /// `entry_point` (HumanEval) or `tests` (`{inputs, outputs}` / call-based); toolcall
+        /// needs `functions` and `possible_answer`; gui reads `gold` when listed (else the
+        /// answer column).
+        #[serde(default)]
+        columns: Vec<String>,
+        /// A text that ends a completion (one token of the tokenizer, e.g. `"\n"` for a
+        /// character model); sampling stops there. Absent: at EOS or the length limit.
+        #[serde(default)]
+        stop: Option<String>,
+        /// Render prompts with the checkpoint's chat template (a prompt column holding chat
+        /// messages is rendered as a conversation; a text prompt as one user message).
         #[serde(default)]
         chat_template: bool,
     },

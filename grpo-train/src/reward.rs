@@ -50,6 +50,8 @@ enum Kind {
     ProrlStop(f64),
     RapoAbsolute,
     RapoRelative,
+    /// A grpo-rewards verifier on the dataset row (code, toolcall, gui).
+    Verifier(grpo_rewards::verifier::VerifierConfig),
 }
 
 /// What the components see of one completion.
@@ -94,7 +96,7 @@ fn config_err(key: String, message: String) -> TrainError {
 impl RewardFns {
     /// Compiles `sections` (the run's `[[reward]]` entries; empty = the task's verifier as
     /// `correct`). Unknown or unusable components are errors naming the entry.
-    pub fn new(sections: &[RewardComponentSection]) -> Result<Self> {
+    pub fn new(sections: &[RewardComponentSection], task: &TaskSource) -> Result<Self> {
         if sections.is_empty() {
             return Ok(Self {
                 comps: vec![Component {
@@ -187,19 +189,45 @@ impl RewardFns {
                     ));
                 }
                 RewardSource::Code {} | RewardSource::Toolcall(_) | RewardSource::Gui { .. } => {
-                    return Err(config_err(
-                        key,
-                        format!(
-                            "`{}` needs dataset columns ({}) that the trainer's dataset task does \
-                             not load yet: it reads a prompt and a gold answer only",
-                            s.source.type_name(),
-                            match &s.source {
-                                RewardSource::Code {} => "tests",
-                                RewardSource::Toolcall(_) => "functions, possible_answer",
-                                _ => "gold action",
-                            }
+                    use grpo_rewards::verifier::VerifierConfig;
+                    let (cfg, need): (VerifierConfig, &[&[&str]]) = match &s.source {
+                        RewardSource::Code {} => (
+                            VerifierConfig::Code,
+                            &[&["test", "entry_point"], &["tests"]],
                         ),
-                    ));
+                        RewardSource::Toolcall(c) => (
+                            VerifierConfig::Toolcall(c.clone()),
+                            &[&["functions", "possible_answer"]],
+                        ),
+                        RewardSource::Gui { profile, options } => (
+                            VerifierConfig::Gui {
+                                profile: *profile,
+                                options: options.clone(),
+                            },
+                            &[],
+                        ),
+                        _ => unreachable!("matched above"),
+                    };
+                    let has = |set: &&[&str]| set.iter().all(|c| task.has_column(c));
+                    if !task.is_dataset() || !(need.is_empty() || need.iter().any(has)) {
+                        return Err(config_err(
+                            key,
+                            format!(
+                                "`{}` reads dataset columns ({}); list them in task.columns of a \
+                                 dataset task",
+                                s.source.type_name(),
+                                if need.is_empty() {
+                                    "the gold action".to_string()
+                                } else {
+                                    need.iter()
+                                        .map(|set| set.join(" + "))
+                                        .collect::<Vec<_>>()
+                                        .join(" or ")
+                                }
+                            ),
+                        ));
+                    }
+                    Kind::Verifier(cfg)
                 }
             };
             comps.push(Component {
@@ -296,6 +324,7 @@ fn one(kind: &Kind, task: &TaskSource, s: &SampleView<'_>) -> std::result::Resul
             }
         }
         Kind::RapoRelative => unreachable!("scored per batch"),
+        Kind::Verifier(v) => task.verify(v, s.inst, s.text)?.0,
     })
 }
 
@@ -368,6 +397,9 @@ mod tests {
                 prompt_column: "question".into(),
                 answer_column: "gold".into(),
                 verifier: "math".into(),
+                verifier_options: None,
+                columns: Vec::new(),
+                stop: None,
                 chat_template: false,
             },
             1,
@@ -387,9 +419,12 @@ mod tests {
     fn a_failing_sample_scores_zero_with_its_reason_and_the_others_go_on() {
         let dir = tempfile::tempdir().unwrap();
         let task = dataset_task(dir.path(), "seventeen");
-        let fns = RewardFns::new(&section(
+        let fns = RewardFns::new(
+            &section(
             "[[reward]]\nsource = { type = \"rapo_absolute\" }\n[[reward]]\nname = \"fmt\"\nweight = 2.0\nsource = { type = \"format\", pattern = \"[0-9]+\" }",
-        ))
+            ),
+            &task,
+        )
         .unwrap();
         let bad = TaskInstance {
             prompt: "q1".into(),
@@ -429,26 +464,29 @@ mod tests {
 
     #[test]
     fn bad_components_are_refused_naming_the_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let task = dataset_task(dir.path(), "1");
         let e = RewardFns::new(&section(
             "[[reward]]\nsource = { type = \"task\" }\n[[reward]]\nname = \"task\"\nsource = { type = \"format\" }",
-        ))
+        ), &task)
         .unwrap_err()
         .to_string();
         assert!(
             e.contains("reward[1]") && e.contains("two components"),
             "{e}"
         );
-        let e = RewardFns::new(&section(
-            "[[reward]]\nsource = { type = \"format\", pattern = \"(\" }",
-        ))
+        let e = RewardFns::new(
+            &section("[[reward]]\nsource = { type = \"format\", pattern = \"(\" }"),
+            &task,
+        )
         .unwrap_err()
         .to_string();
         assert!(e.contains("reward[0]") && e.contains("pattern"), "{e}");
-        let e = RewardFns::new(&section("[[reward]]\nsource = { type = \"otc\" }"))
+        let e = RewardFns::new(&section("[[reward]]\nsource = { type = \"otc\" }"), &task)
             .unwrap_err()
             .to_string();
         assert!(e.contains("tool calls"), "{e}");
-        let e = RewardFns::new(&section("[[reward]]\nsource = { type = \"code\" }"))
+        let e = RewardFns::new(&section("[[reward]]\nsource = { type = \"code\" }"), &task)
             .unwrap_err()
             .to_string();
         assert!(e.contains("tests"), "{e}");

@@ -65,8 +65,21 @@ enum Kind {
     },
     Dataset {
         train: Vec<TaskInstance>,
-        math: grpo_rewards::math::MathConfig,
+        verifier: Box<grpo_rewards::verifier::VerifierConfig>,
+        /// Per prompt: the row's extra columns and its chat messages (if it had them).
+        rows: std::collections::HashMap<String, RowData>,
+        /// The verifier's sandbox options (code).
+        code_options: serde_json::Value,
+        /// Where completions end (a token of the tokenizer), if set.
+        stop: Option<String>,
     },
+}
+
+/// What a dataset row carries besides prompt and answer.
+#[derive(Debug, Clone, Default)]
+struct RowData {
+    extra: serde_json::Map<String, serde_json::Value>,
+    messages: Vec<grpo_envs::Message>,
 }
 
 impl TaskSource {
@@ -123,45 +136,105 @@ impl TaskSource {
                 prompt_column,
                 answer_column,
                 verifier,
+                verifier_options,
+                columns,
+                stop,
                 chat_template: _,
             } => {
-                if verifier != "math" {
-                    return Err(TrainError::Config {
-                        location: Some("task.verifier".into()),
-                        message: format!(
-                            "unknown verifier `{verifier}` for a dataset task (available: math)"
+                let bad = |key: &str, m: String| TrainError::Config {
+                    location: Some(key.to_string()),
+                    message: m,
+                };
+                let needed: &[&[&str]] = match verifier.as_str() {
+                    "math" | "gui" => &[],
+                    "code" => &[&["test", "entry_point"], &["tests"]],
+                    "toolcall" => &[&["functions", "possible_answer"]],
+                    other => {
+                        return Err(bad(
+                            "task.verifier",
+                            format!(
+                                "unknown verifier `{other}` for a dataset task (available: math, \
+                                 code, toolcall, gui)"
+                            ),
+                        ));
+                    }
+                };
+                if !needed.is_empty()
+                    && !needed
+                        .iter()
+                        .any(|set| set.iter().all(|c| columns.iter().any(|x| x == c)))
+                {
+                    return Err(bad(
+                        "task.columns",
+                        format!(
+                            "the `{verifier}` verifier needs the columns {} in task.columns",
+                            needed
+                                .iter()
+                                .map(|set| set.join(" + "))
+                                .collect::<Vec<_>>()
+                                .join(" or ")
                         ),
-                    });
+                    ));
                 }
+                // The verifier with its options (`verifier_options`), as `grpo verify` takes them.
+                let mut opts = verifier_options.clone().unwrap_or_default();
+                let code_options = if verifier == "code" {
+                    let o = serde_json::to_value(&opts).unwrap_or_default();
+                    opts = toml::Table::new();
+                    o
+                } else {
+                    serde_json::Value::Null
+                };
+                opts.insert("type".into(), toml::Value::String(verifier.clone()));
+                let verifier_cfg: grpo_rewards::verifier::VerifierConfig = toml::Value::Table(opts)
+                    .try_into()
+                    .map_err(|e: toml::de::Error| {
+                        bad("task.verifier_options", e.message().to_string())
+                    })?;
                 let map = grpo_envs::ColumnMap {
                     id: None,
                     prompt: prompt_column.clone(),
                     answer: answer_column.clone(),
-                    extract: if answer_column == "answer" {
+                    extract: if answer_column == "answer" && verifier == "math" {
                         grpo_envs::dataset::AnswerExtract::Gsm8k
                     } else {
                         grpo_envs::dataset::AnswerExtract::Raw
                     },
-                    extra: Vec::new(),
+                    extra: columns.clone(),
                 };
-                let load = |path: &std::path::Path, key: &str| -> Result<Vec<TaskInstance>> {
-                    let rows =
-                        grpo_envs::load_tasks(path, &map).map_err(|e| TrainError::Config {
-                            location: Some(key.to_string()),
-                            message: e.to_string(),
-                        })?;
-                    if rows.is_empty() {
-                        return Err(TrainError::Config {
-                            location: Some(key.to_string()),
-                            message: format!("{} has no rows", path.display()),
-                        });
+                let mut rows = std::collections::HashMap::new();
+                let mut load = |path: &std::path::Path, key: &str| -> Result<Vec<TaskInstance>> {
+                    let recs =
+                        grpo_envs::load_tasks(path, &map).map_err(|e| bad(key, e.to_string()))?;
+                    if recs.is_empty() {
+                        return Err(bad(key, format!("{} has no rows", path.display())));
                     }
-                    Ok(rows
+                    Ok(recs
                         .into_iter()
-                        .map(|r| TaskInstance {
-                            gold_completion: format!("The answer is \\boxed{{{}}}.", r.answer),
-                            prompt: r.prompt,
-                            answer: r.answer,
+                        .map(|r| {
+                            rows.insert(
+                                r.prompt.clone(),
+                                RowData {
+                                    extra: r.extra,
+                                    messages: r.messages,
+                                },
+                            );
+                            let mut gold = if verifier == "math" {
+                                format!("The answer is \\boxed{{{}}}.", r.answer)
+                            } else {
+                                r.answer.clone()
+                            };
+                            // SFT demonstrations end where sampling stops.
+                            if let Some(st) = stop
+                                && !gold.ends_with(st.as_str())
+                            {
+                                gold.push_str(st);
+                            }
+                            TaskInstance {
+                                gold_completion: gold,
+                                prompt: r.prompt,
+                                answer: r.answer,
+                            }
                         })
                         .collect())
                 };
@@ -171,7 +244,10 @@ impl TaskSource {
                 Ok(TaskSource {
                     kind: Kind::Dataset {
                         train,
-                        math: grpo_rewards::math::MathConfig::default(),
+                        verifier: Box::new(verifier_cfg),
+                        rows,
+                        code_options,
+                        stop: stop.clone(),
                     },
                     eval,
                     eval_prompts,
@@ -179,6 +255,49 @@ impl TaskSource {
                 })
             }
         }
+    }
+
+    /// Renders every prompt with `tok`'s chat template (`task.chat_template = true`): a row's
+    /// chat messages as the conversation, a text prompt as one user message, with the
+    /// generation prompt appended. The verifiers still see each row's data.
+    pub fn apply_chat_template(&mut self, tok: &grpo_model::tokenizer::Tokenizer) -> Result<()> {
+        let Kind::Dataset { train, rows, .. } = &mut self.kind else {
+            return Err(TrainError::Config {
+                location: Some("task.chat_template".into()),
+                message: "only dataset tasks have chat prompts".into(),
+            });
+        };
+        let template = tok
+            .chat_template()
+            .map_err(|e| TrainError::Other(e.to_string()))?
+            .ok_or_else(|| TrainError::Config {
+                location: Some("task.chat_template".into()),
+                message: "the model's tokenizer has no chat template".into(),
+            })?;
+        let mut rendered = std::collections::HashMap::new();
+        let mut render = |inst: &mut TaskInstance| -> Result<()> {
+            let row = rows.get(&inst.prompt).cloned().unwrap_or_default();
+            let messages = if row.messages.is_empty() {
+                serde_json::json!([{"role": "user", "content": inst.prompt}])
+            } else {
+                serde_json::to_value(&row.messages).map_err(|e| TrainError::Other(e.to_string()))?
+            };
+            let text = template
+                .render(&messages, None, true)
+                .map_err(|e| TrainError::Other(format!("chat template: {e}")))?;
+            rendered.insert(text.clone(), row);
+            inst.prompt = text;
+            Ok(())
+        };
+        for inst in train.iter_mut() {
+            render(inst)?;
+        }
+        for inst in self.eval.iter_mut() {
+            render(inst)?;
+        }
+        *rows = rendered;
+        self.eval_prompts = self.eval.iter().map(|i| i.prompt.clone()).collect();
+        Ok(())
     }
 
     fn arith_instance(&self, s: u64) -> TaskInstance {
@@ -300,21 +419,107 @@ impl TaskSource {
                     partial,
                 }
             }
-            Kind::Dataset { math, .. } => {
-                match grpo_rewards::math::verify(&inst.answer, completion, math) {
-                    Ok(v) => Score {
-                        correct: v.reward,
-                        format: f64::from(u8::from(v.extracted.is_some())),
-                        partial: 0.0,
-                    },
-                    Err(_) => Score {
-                        correct: 0.0,
-                        format: 0.0,
-                        partial: 0.0,
-                    },
-                }
-            }
+            Kind::Dataset { verifier, .. } => match self.verify(verifier, inst, completion) {
+                Ok((correct, format)) => Score {
+                    correct,
+                    format,
+                    partial: 0.0,
+                },
+                Err(_) => Score {
+                    correct: 0.0,
+                    format: 0.0,
+                    partial: 0.0,
+                },
+            },
         }
+    }
+
+    /// Scores `completion` with `verifier` on the row of `inst`: (reward, format), where
+    /// format says an answer could be read at all. `Err` for bad task data (a verifier
+    /// failure), which callers turn into reward 0 with the reason.
+    pub fn verify(
+        &self,
+        verifier: &grpo_rewards::verifier::VerifierConfig,
+        inst: &TaskInstance,
+        completion: &str,
+    ) -> std::result::Result<(f64, f64), String> {
+        use grpo_rewards::verifier::{Verifier, VerifierConfig};
+        let (row, code_options) = match &self.kind {
+            Kind::Dataset {
+                rows, code_options, ..
+            } => (
+                rows.get(&inst.prompt).cloned().unwrap_or_default(),
+                code_options.clone(),
+            ),
+            Kind::Arithmetic { .. } => (RowData::default(), serde_json::Value::Null),
+        };
+        // The stop text ends a completion; it is not part of the answer.
+        let completion = match self.stop_text() {
+            Some(st) if !st.is_empty() => completion.strip_suffix(st).unwrap_or(completion),
+            _ => completion,
+        };
+        let col = |k: &str| row.extra.get(k).cloned().unwrap_or(serde_json::Value::Null);
+        let record = match verifier {
+            VerifierConfig::Math(_) => {
+                serde_json::json!({"gold": inst.answer, "pred": completion})
+            }
+            VerifierConfig::Code => {
+                let tests = if row.extra.contains_key("entry_point") {
+                    serde_json::json!({"test": col("test"), "entry_point": col("entry_point")})
+                } else {
+                    col("tests")
+                };
+                let mut r = serde_json::json!({
+                    "language": "python",
+                    "program": format!("{}{}", inst.prompt, completion),
+                    "tests": tests,
+                });
+                if !code_options.is_null() {
+                    r["options"] = code_options;
+                }
+                r
+            }
+            VerifierConfig::Toolcall(_) => serde_json::json!({
+                "functions": col("functions"),
+                "possible_answer": col("possible_answer"),
+                "model_output_text": completion,
+            }),
+            VerifierConfig::Gui { .. } => {
+                let gold = if row.extra.contains_key("gold") {
+                    col("gold")
+                } else {
+                    serde_json::from_str(&inst.answer)
+                        .unwrap_or_else(|_| serde_json::Value::String(inst.answer.clone()))
+                };
+                serde_json::json!({"gold": gold, "pred": completion})
+            }
+        };
+        let v = verifier.verify_json(&record).map_err(|e| e.to_string())?;
+        let reward = match verifier {
+            VerifierConfig::Toolcall(_) => f64::from(u8::from(v["valid"] == true)),
+            _ => v["reward"].as_f64().unwrap_or(0.0),
+        };
+        let format = match verifier {
+            VerifierConfig::Math(_) => f64::from(u8::from(!v["extracted"].is_null())),
+            _ => 1.0,
+        };
+        Ok((reward, format))
+    }
+
+    /// Whether rows carry column `name` (dataset tasks listing it in `task.columns`).
+    pub fn has_column(&self, name: &str) -> bool {
+        match &self.kind {
+            Kind::Dataset { rows, .. } => rows
+                .values()
+                .next()
+                .is_some_and(|r| r.extra.contains_key(name)),
+            Kind::Arithmetic { .. } => false,
+        }
+    }
+
+    /// Whether this is a dataset task (verifier components can read its rows).
+    pub fn is_dataset(&self) -> bool {
+        matches!(self.kind, Kind::Dataset { .. })
     }
 
     /// The gold answer as a number, when it is one (commas as thousands separators allowed).
@@ -338,15 +543,24 @@ impl TaskSource {
     pub fn alphabet(&self) -> String {
         match &self.kind {
             Kind::Arithmetic { .. } => ArithmeticTask::VOCAB.to_string(),
-            Kind::Dataset { .. } => String::new(),
+            Kind::Dataset { train, .. } => {
+                // Every character of the prompts and gold completions, for a character
+                // tokenizer (small models trained from scratch on a dataset).
+                let mut set = std::collections::BTreeSet::new();
+                for i in train.iter().chain(&self.eval) {
+                    set.extend(i.prompt.chars());
+                    set.extend(i.gold_completion.chars());
+                }
+                set.into_iter().collect()
+            }
         }
     }
 
     /// The completion terminator the sampler stops at, if the task has one.
-    pub fn stop_text(&self) -> Option<&'static str> {
+    pub fn stop_text(&self) -> Option<&str> {
         match &self.kind {
             Kind::Arithmetic { .. } => Some("\n"),
-            Kind::Dataset { .. } => None,
+            Kind::Dataset { stop, .. } => stop.as_deref(),
         }
     }
 }
@@ -510,6 +724,9 @@ mod tests {
             prompt_column: "question".into(),
             answer_column: "answer".into(),
             verifier: "math".into(),
+            verifier_options: None,
+            columns: Vec::new(),
+            stop: None,
             chat_template: false,
         };
         let src = TaskSource::new(&s, 3).unwrap();
@@ -528,6 +745,9 @@ mod tests {
             prompt_column: "question".into(),
             answer_column: "answer".into(),
             verifier: "math".into(),
+            verifier_options: None,
+            columns: Vec::new(),
+            stop: None,
             chat_template: false,
         };
         assert!(

@@ -200,9 +200,16 @@ pub fn evaluate_checkpoint(cfg: &RunConfigFile, model_dir: &std::path::Path) -> 
             ),
         });
     }
-    let task = TaskSource::new(&cfg.task, cfg.seed)?;
+    let mut task = TaskSource::new(&cfg.task, cfg.seed)?;
     let model = Model::load(model_dir)?;
     let tok = Tokenizer::from_dir(model_dir)?;
+    if let crate::config::TaskSection::Dataset {
+        chat_template: true,
+        ..
+    } = &cfg.task
+    {
+        task.apply_chat_template(&tok)?;
+    }
     let stop_ids = stop_ids_for(&task, &tok);
     let ctx = EvalContext {
         cfg,

@@ -18,15 +18,27 @@ impl<'c> Run<'c> {
     /// Creates the run directory (or opens it for resume) and builds the model,
     /// tokenizer, task, estimator and optimiser state.
     pub(super) fn build(cfg: &'c RunConfigFile, opts: &TrainOptions) -> Result<Self> {
-        let task = TaskSource::new(&cfg.task, cfg.seed)?;
-        let rewards = RewardFns::new(&cfg.reward)?;
-        let pool = match &cfg.algorithm.sampler {
-            Some(sm) => task.pool(sm.pool_size),
-            None => Vec::new(),
-        };
+        let mut task = TaskSource::new(&cfg.task, cfg.seed)?;
+        // Reward components are checked before anything is written.
+        RewardFns::new(&cfg.reward, &task)?;
+        let chat = matches!(
+            cfg.task,
+            crate::config::TaskSection::Dataset {
+                chat_template: true,
+                ..
+            }
+        );
+        let pool_len = cfg
+            .algorithm
+            .sampler
+            .as_ref()
+            .map_or(0, |sm| task.pool(sm.pool_size).len());
         let (dir, model, tok, state, moments, history, reference) = match &opts.resume {
             Some(dir) => {
                 let r = checkpoint::load(dir)?;
+                if chat {
+                    task.apply_chat_template(&r.tokenizer)?;
+                }
                 // The reference policy (frozen or last synced) is part of the state.
                 let reference = match r.reference_weights {
                     Some(w) => {
@@ -56,6 +68,9 @@ impl<'c> Run<'c> {
                 // Build the model first: a bad model path must fail before the
                 // run directory is touched.
                 let (model, tok) = checkpoint::initial_model(cfg, &task)?;
+                if chat {
+                    task.apply_chat_template(&tok)?;
+                }
                 if dir.exists() {
                     if !opts.overwrite {
                         return Err(TrainError::OutputExists(dir));
@@ -103,14 +118,19 @@ impl<'c> Run<'c> {
                                     location: Some("algorithm.sampler.rule".into()),
                                     message: e.to_string(),
                                 })?,
-                            pass_rate: vec![0.5; pool.len()],
-                            diversity: vec![1.0; pool.len()],
+                            pass_rate: vec![0.5; pool_len],
+                            diversity: vec![1.0; pool_len],
                         }),
                         None => None,
                     },
                 };
                 (dir, model, tok, state, Moments::zeros(n), Vec::new(), None)
             }
+        };
+        let rewards = RewardFns::new(&cfg.reward, &task)?;
+        let pool = match &cfg.algorithm.sampler {
+            Some(sm) => task.pool(sm.pool_size),
+            None => Vec::new(),
         };
         let estimator = AdvantageEstimator::with_state(
             cfg.algorithm.advantage.clone(),
