@@ -106,3 +106,36 @@ fn resume_without_checkpoint_is_an_error() {
     .to_string();
     assert!(e.contains("no checkpoint"), "{e}");
 }
+
+/// Every piece of stateful method state survives a resume bit for bit: SPO's per-prompt
+/// tracker and its KL-adaptive memory, the VAS sampler's pool statistics and smoothed scores,
+/// the adaptive KL controller's coefficient and R²VPO's dual variable.
+#[test]
+fn resume_keeps_stateful_method_state_bit_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let extra = [
+        "reference.mode=\"frozen\"",
+        "algorithm.advantage={ type = \"spo\" }",
+        "algorithm.loss={ type = \"r2vpo\", eta = 0.1, delta_v = 0.05, agg = { type = \"token_mean\" } }",
+        "algorithm.schedule={ r2vpo_dual_lr = 0.5 }",
+        "algorithm.kl={ estimator = \"k3\", controller = { type = \"adaptive\", init_kl_coef = 0.01, target_kl = 0.05, horizon = 10.0 } }",
+        "algorithm.sampler={ rule = { type = \"vas\", alpha = 1.0, beta = 0.5, update_freq = 1, momentum = 0.5 }, pool_size = 12 }",
+    ];
+    let straight_cfg = tiny(&tmp.path().join("straight"), &extra);
+    let straight = straight_cfg.run_dir();
+    train(straight_cfg, &quiet()).unwrap();
+    let state: serde_json::Value =
+        serde_json::from_slice(&read(&straight.join("checkpoint/trainer_state.json"))).unwrap();
+    assert!(
+        state["kl_controller"]["value"].as_f64().is_some(),
+        "{state}"
+    );
+    assert!(state["r2vpo_eta"].as_f64().is_some(), "{state}");
+    assert!(
+        !state["spo_memory"].as_object().unwrap().is_empty(),
+        "{state}"
+    );
+    assert_eq!(state["sampler"]["pass_rate"].as_array().unwrap().len(), 12);
+    // Killed at GRPO step 3 (global 4 + 3): resumes from the GRPO step-2 checkpoint.
+    interrupted(&tmp.path().join("mid_grpo"), &straight, &extra, 7);
+}

@@ -248,17 +248,16 @@ impl Run<'_> {
                 })
                 .collect::<Vec<_>>()
         };
-        if alg.drop_zero_variance_groups {
-            return Ok(all()
-                .into_iter()
-                .filter(|r| {
-                    let rw = &items[r.item].reward;
-                    !rw.iter().all(|&x| x == rw[0])
-                })
-                .collect());
-        }
-        let Some(f) = &alg.filter else {
-            return Ok(all());
+        // `drop_zero_variance_groups` is grpo-core's DAPO filter on the scalar reward.
+        let zero_variance = grpo_core::filter::FilterConfig::DynamicSampling(
+            grpo_core::filter::DynamicSamplingConfig {
+                metric: "reward".into(),
+            },
+        );
+        let rule = match &alg.filter {
+            Some(f) => &f.rule,
+            None if alg.drop_zero_variance_groups => &zero_variance,
+            None => return Ok(all()),
         };
         // The round as a scored batch (one token column suffices: filters read rewards,
         // components, groups and truncation, and the mask only to zero rows).
@@ -288,8 +287,7 @@ impl Run<'_> {
             "filter",
             &[self.state.step as u64, round as u64],
         ));
-        let sel = f
-            .rule
+        let sel = rule
             .select(&batch, &mut rng)
             .map_err(|e| TrainError::Other(format!("algorithm.filter: {e}")))?;
         let mut kept: Vec<(usize, Row)> = sel
