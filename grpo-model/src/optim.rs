@@ -1,14 +1,20 @@
 //! AdamW state over the flat parameter buffer, and global-norm gradient clipping.
 //!
-//! One moment pair per parameter, laid out like the weights. Weight decay is applied to
-//! matrices only (embedding, projections, lm_head), not to 1-D tensors (norm weights,
-//! biases), as Hugging Face's Trainer does.
+//! One moment pair per parameter, laid out like the weights. Weight decay is applied to the
+//! weight matrices only (attention and MLP projections, an untied lm_head), not to norm
+//! weights, biases or the token embedding ([`decays`]); the trainer uses the same rule.
 
 use grpo_kernels::ops::adamw::{AdamW, adamw_step};
 use grpo_kernels::ops::grad_norm::clip_by_global_norm;
 
 use crate::error::{Error, Result};
 use crate::weights::Layout;
+
+/// Whether AdamW's weight decay applies to a tensor: matrices (2-D or more) except the
+/// token embedding (and so a tied lm_head); never norm weights or biases.
+pub fn decays(name: &str, shape: &[usize]) -> bool {
+    shape.len() >= 2 && !name.contains("embed_tokens")
+}
 
 /// AdamW moments and step count for one model.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,7 +43,7 @@ impl Optimizer {
             groups: layout
                 .tensors
                 .iter()
-                .map(|t| (t.range(), t.shape.len() >= 2))
+                .map(|t| (t.range(), decays(&t.name, &t.shape)))
                 .collect(),
         })
     }
@@ -116,7 +122,13 @@ mod tests {
         opt.update(&mut p, &g).unwrap();
         assert_eq!(opt.step, 1);
         assert_eq!(p[layout.final_norm], 1.0);
-        assert!((p[layout.embed] - 0.95).abs() < 1e-6);
+        assert_eq!(p[layout.embed], 1.0);
+        let proj = layout
+            .tensors
+            .iter()
+            .find(|t| t.name.contains("q_proj.weight"))
+            .unwrap();
+        assert!((p[proj.range().start] - 0.95).abs() < 1e-6);
         let mut g = vec![3.0f32; layout.total];
         let n = clip_grad_norm(&mut g, 1.0).unwrap();
         assert!((n - 3.0 * (layout.total as f64).sqrt()).abs() < 1e-3);

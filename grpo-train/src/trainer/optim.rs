@@ -77,7 +77,7 @@ pub(crate) fn decay_groups(layout: &Layout) -> Vec<(std::ops::Range<usize>, bool
         .tensors
         .iter()
         .map(|t| {
-            let decays = t.shape.len() >= 2 && !t.name.contains("embed_tokens");
+            let decays = grpo_model::optim::decays(&t.name, &t.shape);
             (t.range(), decays)
         })
         .collect()

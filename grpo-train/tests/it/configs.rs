@@ -202,3 +202,99 @@ fn dataset_verifier_configs_score_their_rows_and_run() {
         assert_eq!(steps, 2, "{name}");
     }
 }
+
+/// `task.chat_template = true`: chat-message prompts are rendered as the conversation and
+/// text prompts as one user message, with the checkpoint's template; the verifier still finds
+/// each row (its gold answer) after rendering.
+#[test]
+fn chat_prompts_are_rendered_with_the_template_and_still_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tok =
+        grpo_model::tokenizer::Tokenizer::from_dir(&root.join("fixtures/chat/qwen2.5")).unwrap();
+    let f = dir.path().join("chat.jsonl");
+    std::fs::write(
+        &f,
+        concat!(
+            r#"{"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+3?"}], "gold": "5"}"#,
+            "\n",
+            r#"{"prompt": "What is 4+4?", "gold": "8"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let section = config::TaskSection::Dataset {
+        train: f.clone(),
+        test: f,
+        prompt_column: "prompt".into(),
+        answer_column: "gold".into(),
+        verifier: "math".into(),
+        verifier_options: None,
+        columns: Vec::new(),
+        stop: None,
+        chat_template: true,
+    };
+    let mut task = grpo_train::task::TaskSource::new(&section, 1).unwrap();
+    task.apply_chat_template(&tok).unwrap();
+    let p: Vec<&str> = task.eval_set().iter().map(|i| i.prompt.as_str()).collect();
+    assert!(
+        p[0].contains("<|im_start|>system\nBe brief.<|im_end|>")
+            && p[0].contains("<|im_start|>user\nWhat is 2+3?<|im_end|>")
+            && p[0].ends_with("<|im_start|>assistant\n"),
+        "{:?}",
+        p[0]
+    );
+    assert!(
+        p[1].contains("<|im_start|>user\nWhat is 4+4?<|im_end|>") && p[1].ends_with("assistant\n"),
+        "{:?}",
+        p[1]
+    );
+    for (inst, gold) in task.eval_set().iter().zip(["5", "8"]) {
+        let s = task.score(inst, &format!("The answer is \\boxed{{{gold}}}."));
+        assert_eq!(s.correct, 1.0);
+    }
+}
+
+/// Gradient accumulation sums minibatches into one optimiser step; gradient checkpointing
+/// (`grpo.recompute`) gives the same result as the plain forward.
+#[test]
+fn gradient_accumulation_and_recompute_are_config_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let mut ov: Vec<String> = crate::common::tiny_overrides(tmp.path());
+        ov.push(format!("name=\"{name}\""));
+        ov.push("sft={ steps = 1, batch_size = 4, lr = 3e-3 }".into());
+        ov.push("grpo.minibatch_size=4".into());
+        ov.push("rollout.prompts_per_step=4".into());
+        ov.push("rollout.group_size=4".into());
+        ov.push("algorithm.drop_zero_variance_groups=false".into());
+        ov.extend(extra.iter().map(|s| s.to_string()));
+        let cfg = config::load(&configs_dir().join("grpo.toml"), &ov).unwrap();
+        let dir = cfg.run_dir();
+        train(cfg, &quiet()).unwrap();
+        let m = metrics(&dir);
+        let steps: Vec<_> = m
+            .into_iter()
+            .filter(|r| r["stage"] == "grpo" && r.contains_key("reward/mean"))
+            .collect();
+        (
+            steps,
+            grpo_model::Model::load(&dir.join("checkpoint"))
+                .unwrap()
+                .weights,
+        )
+    };
+    let (plain, w_plain) = run("plain", &[]);
+    let (accum, _) = run("accum", &["grpo.gradient_accumulation_steps=2"]);
+    let (recomp, w_recomp) = run("recomp", &["grpo.recompute=true"]);
+    for r in &plain {
+        assert_eq!(r["optimizer_steps"], 4, "{r:?}");
+    }
+    for r in &accum {
+        assert_eq!(r["optimizer_steps"], 2, "{r:?}");
+    }
+    assert_eq!(plain.len(), recomp.len());
+    for (a, b) in w_plain.iter().zip(&w_recomp) {
+        assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
+    }
+}
