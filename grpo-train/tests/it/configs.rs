@@ -298,3 +298,35 @@ fn gradient_accumulation_and_recompute_are_config_keys() {
         assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
     }
 }
+
+/// A dataset task reads Parquet as well as JSONL: the same rows, the same verdicts.
+#[test]
+fn parquet_dataset_tasks_load_like_jsonl() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let section = |file: PathBuf| config::TaskSection::Dataset {
+        train: file.clone(),
+        test: file,
+        prompt_column: "question".into(),
+        answer_column: "answer".into(),
+        verifier: "math".into(),
+        verifier_options: None,
+        columns: Vec::new(),
+        stop: None,
+        chat_template: false,
+    };
+    let pq = grpo_train::task::TaskSource::new(
+        &section(root.join("grpo-envs/tests/data/gsm8k_test_head.zstd.parquet")),
+        1,
+    )
+    .unwrap();
+    let js =
+        grpo_train::task::TaskSource::new(&section(root.join("data/gsm8k/test.jsonl")), 1).unwrap();
+    assert_eq!(pq.eval_set().len(), 50);
+    assert_eq!(pq.eval_set(), &js.eval_set()[..50]);
+    let inst = &pq.eval_set()[0];
+    assert_eq!(
+        pq.score(inst, &format!("\\boxed{{{}}}", inst.answer))
+            .correct,
+        1.0
+    );
+}
