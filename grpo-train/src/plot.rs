@@ -59,6 +59,21 @@ fn series(history: &[Record], key: &str, stage: &str) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// Names of the reward components of the run (the `reward_components` key of GRPO records).
+fn component_names(history: &[Record]) -> Vec<String> {
+    history
+        .iter()
+        .rev()
+        .find_map(|r| r.get("reward_components").and_then(Value::as_str))
+        .map(|s| {
+            s.split(',')
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 const STAGES: &[(&str, RGBColor)] = &[
     ("sft", RGBColor(214, 39, 40)),
     ("grpo", RGBColor(31, 119, 180)),
@@ -84,10 +99,20 @@ pub fn plot_run(history: &[Record], path: &Path, title: &str) -> Result<()> {
             .iter()
             .flat_map(|(_, _, p)| p.iter().copied())
             .collect();
+        // The reward panel's range covers its component lines too.
+        let extra: Vec<(f64, f64)> = if *key == "reward/mean" {
+            component_names(history)
+                .iter()
+                .flat_map(|n| series(history, &format!("reward/{n}"), "grpo"))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let all: Vec<(f64, f64)> = pts.iter().chain(&extra).copied().collect();
         let (x0, x1) = pts
             .iter()
             .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
-        let (y0, y1) = pts
+        let (y0, y1) = all
             .iter()
             .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
         let (x0, x1) = if pts.is_empty() {
@@ -116,7 +141,34 @@ pub fn plot_run(history: &[Record], path: &Path, title: &str) -> Result<()> {
         if !pts.is_empty() {
             chart
                 .draw_series(LineSeries::new(pts.clone(), &BLUE))
-                .map_err(|e| err(&e))?;
+                .map_err(|e| err(&e))?
+                .label(if *key == "reward/mean" {
+                    "reward"
+                } else {
+                    *name
+                })
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
+        }
+        // The reward panel also shows each named reward component (`reward/<name>`).
+        if *key == "reward/mean" {
+            let names = component_names(history);
+            if names.len() > 1 {
+                for (i, n) in names.iter().enumerate() {
+                    let color = Palette99::pick(i + 1).to_rgba();
+                    let pts = series(history, &format!("reward/{n}"), "grpo");
+                    chart
+                        .draw_series(LineSeries::new(pts, color))
+                        .map_err(|e| err(&e))?
+                        .label(n.as_str())
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+                }
+                chart
+                    .configure_series_labels()
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK)
+                    .draw()
+                    .map_err(|e| err(&e))?;
+            }
         }
     }
     root.present().map_err(|e| err(&e))?;
@@ -129,6 +181,14 @@ mod tests {
     use crate::metrics::num;
 
     #[test]
+    fn reward_components_are_read_from_the_records() {
+        let mut r = Record::new();
+        r.insert("reward_components".into(), "correct,format".into());
+        assert_eq!(component_names(&[r]), vec!["correct", "format"]);
+        assert!(component_names(&[]).is_empty());
+    }
+
+    #[test]
     fn writes_a_png() {
         let dir = tempfile::tempdir().unwrap();
         let mut hist = Vec::new();
@@ -137,9 +197,14 @@ mod tests {
             r.insert("step".into(), s.into());
             r.insert("reward/mean".into(), num(s as f64 / 10.0));
             r.insert("kl".into(), num(0.01 * s as f64));
+            r.insert("reward_components".into(), "correct,length".into());
+            r.insert("reward/correct".into(), num(s as f64 / 20.0));
+            r.insert("reward/length".into(), num(-0.1));
             hist.push(r);
         }
-        let p = dir.path().join("plot.png");
+        let p = std::env::var_os("GRPO_PLOT_TEST_OUT")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| dir.path().join("plot.png"));
         plot_run(&hist, &p, "test run").unwrap();
         let bytes = std::fs::read(&p).unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");

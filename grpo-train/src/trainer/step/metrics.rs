@@ -80,6 +80,8 @@ impl StepMetrics {
         rec.insert("step".into(), self.step.into());
         rec.insert("stage".into(), "grpo".into());
         self.reward.write_into(&mut rec, "reward");
+        let names: Vec<&str> = self.components.iter().map(|c| c.0.as_str()).collect();
+        rec.insert("reward_components".into(), names.join(",").into());
         for (name, s, errors, last) in &self.components {
             rec.insert(format!("reward/{name}"), num(s.mean()));
             if *errors > 0 {
