@@ -143,11 +143,57 @@ pub struct Layout {
     pub total: usize,
 }
 
+/// The tensors of one decoder layer in storage order, with their shapes.
+fn layer_tensors(cfg: &ModelConfig) -> Vec<(TensorKind, Vec<usize>)> {
+    use TensorKind::*;
+    let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+    let (qd, kvd, d) = (cfg.q_dim(), cfg.kv_dim(), cfg.head_dim);
+    let mut t = vec![
+        (InputNorm, vec![h]),
+        (Q, vec![qd, h]),
+        (K, vec![kvd, h]),
+        (V, vec![kvd, h]),
+    ];
+    if cfg.arch == Arch::Qwen2 {
+        t.extend([(QBias, vec![qd]), (KBias, vec![kvd]), (VBias, vec![kvd])]);
+    }
+    if cfg.arch == Arch::Qwen3 {
+        t.extend([(QNorm, vec![d]), (KNorm, vec![d])]);
+    }
+    t.extend([
+        (O, vec![h, qd]),
+        (PostNorm, vec![h]),
+        (Gate, vec![i, h]),
+        (Up, vec![i, h]),
+        (Down, vec![h, i]),
+    ]);
+    t
+}
+
 impl Layout {
+    /// The number of parameters of `cfg`, computed without allocating anything; `None` when
+    /// it does not fit in a `u128` (a config far too large to build, checked before
+    /// [`Layout::new`] or a model allocation is attempted).
+    pub fn parameter_count(cfg: &ModelConfig) -> Option<u128> {
+        let size = |shape: &[usize]| {
+            shape
+                .iter()
+                .try_fold(1u128, |a, &b| a.checked_mul(b as u128))
+        };
+        let embed = size(&[cfg.vocab_size, cfg.hidden_size])?;
+        let layer = layer_tensors(cfg)
+            .iter()
+            .try_fold(0u128, |a, (_, shape)| a.checked_add(size(shape)?))?;
+        let lm_head = if cfg.tie_word_embeddings { 0 } else { embed };
+        embed
+            .checked_add(layer.checked_mul(cfg.num_layers as u128)?)?
+            .checked_add(cfg.hidden_size as u128)?
+            .checked_add(lm_head)
+    }
+
     /// The layout of `cfg`.
     pub fn new(cfg: &ModelConfig) -> Self {
-        let (h, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
-        let (qd, kvd, d) = (cfg.q_dim(), cfg.kv_dim(), cfg.head_dim);
+        let (h, v) = (cfg.hidden_size, cfg.vocab_size);
         let mut tensors = Vec::new();
         let mut total = 0usize;
         let mut push = |kind: TensorKind, layer: usize, shape: Vec<usize>| -> usize {
@@ -167,37 +213,29 @@ impl Layout {
         use TensorKind::*;
         let embed = push(Embed, 0, vec![v, h]);
         let mut layers = Vec::with_capacity(cfg.num_layers);
+        let shapes = layer_tensors(cfg);
         for l in 0..cfg.num_layers {
-            let input_norm = push(InputNorm, l, vec![h]);
-            let q = push(Q, l, vec![qd, h]);
-            let k = push(K, l, vec![kvd, h]);
-            let vv = push(V, l, vec![kvd, h]);
-            let qkv_bias = (cfg.arch == Arch::Qwen2).then(|| {
-                (
-                    push(QBias, l, vec![qd]),
-                    push(KBias, l, vec![kvd]),
-                    push(VBias, l, vec![kvd]),
-                )
-            });
-            let qk_norm = (cfg.arch == Arch::Qwen3)
-                .then(|| (push(QNorm, l, vec![d]), push(KNorm, l, vec![d])));
-            let o = push(O, l, vec![h, qd]);
-            let post_norm = push(PostNorm, l, vec![h]);
-            let gate = push(Gate, l, vec![i, h]);
-            let up = push(Up, l, vec![i, h]);
-            let down = push(Down, l, vec![h, i]);
+            let mut at = std::collections::HashMap::new();
+            for (kind, shape) in &shapes {
+                at.insert(*kind, push(*kind, l, shape.clone()));
+            }
+            let get = |k: TensorKind| at.get(&k).copied();
+            let off = |k: TensorKind| get(k).unwrap_or_default();
             layers.push(LayerOffsets {
-                input_norm,
-                q,
-                k,
-                v: vv,
-                qkv_bias,
-                qk_norm,
-                o,
-                post_norm,
-                gate,
-                up,
-                down,
+                input_norm: off(InputNorm),
+                q: off(Q),
+                k: off(K),
+                v: off(V),
+                qkv_bias: get(QBias)
+                    .zip(get(KBias))
+                    .zip(get(VBias))
+                    .map(|((a, b), c)| (a, b, c)),
+                qk_norm: get(QNorm).zip(get(KNorm)),
+                o: off(O),
+                post_norm: off(PostNorm),
+                gate: off(Gate),
+                up: off(Up),
+                down: off(Down),
             });
         }
         let final_norm = push(FinalNorm, 0, vec![h]);
@@ -272,6 +310,25 @@ mod tests {
             eos_token_ids: vec![],
             pad_token_id: None,
         }
+    }
+
+    #[test]
+    fn parameter_count_matches_the_layout_and_overflow_is_none() {
+        for arch in [Arch::Qwen2, Arch::Qwen3, Arch::Llama] {
+            for tied in [true, false] {
+                let c = cfg(arch, tied);
+                assert_eq!(
+                    Layout::parameter_count(&c),
+                    Some(Layout::new(&c).total as u128),
+                    "{arch:?} tied={tied}"
+                );
+            }
+        }
+        let mut c = cfg(Arch::Qwen2, true);
+        c.hidden_size = usize::MAX;
+        c.intermediate_size = usize::MAX;
+        c.num_layers = usize::MAX;
+        assert_eq!(Layout::parameter_count(&c), None);
     }
 
     #[test]

@@ -76,49 +76,24 @@ pub fn initial_model(cfg: &RunConfigFile, task: &TaskSource) -> Result<(Model, T
                 "eos_token_id": eos,
                 "pad_token_id": eos,
             });
-            check_model_size(n, tok.vocab_size())?;
             let hf: HfConfig =
                 serde_json::from_value(json).map_err(|e| TrainError::Other(e.to_string()))?;
             let config = ModelConfig::from_hf(&hf)?;
+            check_model_size(n, &config)?;
             let model = Model::new_random(config, cfg.seed)?;
             Ok((model, tok))
         }
     }
 }
 
-/// Parameters of a new Qwen2-style model of these sizes (`None` on overflow).
-pub fn parameter_count(n: &crate::config::NewModelSection, vocab: usize) -> Option<u128> {
-    let h = n.hidden_size as u128;
-    let i = n.intermediate_size as u128;
-    let heads = n.num_heads.max(1) as u128;
-    let head_dim = h / heads;
-    let q = heads.checked_mul(head_dim)?;
-    let kv = (n.num_kv_heads as u128).checked_mul(head_dim)?;
-    let v = vocab as u128;
-    let embed = v.checked_mul(h)?;
-    let lm_head = if n.tie_word_embeddings { 0 } else { embed };
-    // q, k, v (with biases), o, gate/up/down, two norms.
-    let attn = h
-        .checked_mul(q.checked_add(kv.checked_mul(2)?)?)?
-        .checked_add(q.checked_add(kv.checked_mul(2)?)?)?
-        .checked_add(q.checked_mul(h)?)?;
-    let mlp = h.checked_mul(i)?.checked_mul(3)?;
-    let layer = attn.checked_add(mlp)?.checked_add(h.checked_mul(2)?)?;
-    let layers = layer.checked_mul(n.num_layers as u128)?;
-    embed
-        .checked_add(lm_head)?
-        .checked_add(layers)?
-        .checked_add(h)
-}
-
 /// Refuses a new model whose training state (f32 weights, gradients and two AdamW moments:
 /// 16 bytes per parameter) cannot be allocated, before anything is allocated.
-fn check_model_size(n: &crate::config::NewModelSection, vocab: usize) -> Result<()> {
+fn check_model_size(n: &crate::config::NewModelSection, config: &ModelConfig) -> Result<()> {
     let err = |m: String| TrainError::Config {
         location: Some("model".into()),
         message: m,
     };
-    let Some(params) = parameter_count(n, vocab) else {
+    let Some(params) = grpo_model::weights::Layout::parameter_count(config) else {
         return Err(err(format!(
             "the parameter count of hidden_size = {}, intermediate_size = {}, num_layers = {} \
              overflows",

@@ -946,7 +946,7 @@ impl RunConfigFile {
                     format!("must be finite and > 0, got {lr}"),
                 ));
             }
-            if crate::chain::r2vpo_eta(&alg.loss).is_none() {
+            if crate::chain::r2vpo(&alg.loss).is_none() {
                 return Err(err(
                     "algorithm.schedule.r2vpo_dual_lr",
                     format!("the loss `{}` has no r2vpo term", alg.loss.name()),

@@ -565,18 +565,11 @@ impl TaskSource {
     }
 }
 
-/// A decimal number, with optional sign and `,` thousands separators; finite only.
+/// A number literal (sign, `,` separators, decimals, `a/b`; grpo-envs' rule), finite only.
 fn parse_number(s: &str) -> Option<f64> {
-    let t: String = s.trim().chars().filter(|&c| c != ',').collect();
-    let t = t.strip_suffix('.').unwrap_or(&t);
-    if t.is_empty()
-        || !t
-            .chars()
-            .all(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | '.'))
-    {
-        return None;
-    }
-    t.parse::<f64>().ok().filter(|x| x.is_finite())
+    grpo_envs::rational::Rational::parse_number(s)
+        .map(|r| r.to_f64())
+        .filter(|x| x.is_finite())
 }
 
 /// The last number in `text` (digits with optional sign, `,` separators and one `.`).

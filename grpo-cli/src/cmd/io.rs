@@ -140,17 +140,8 @@ pub fn keys_of(value: &impl serde::Serialize) -> Vec<String> {
     }
 }
 
-/// "an object", "a string", ... for messages.
-pub fn kind_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+/// "an object", "a string", ... for messages (the same names the server uses).
+pub use grpo_rollout::serve::kind_name;
 
 #[cfg(test)]
 mod tests {

@@ -668,6 +668,39 @@ pub(crate) fn active(a: f64, r: f64, lo: f64, hi: f64) -> bool {
 }
 
 impl LossConfig {
+    /// The loss a modifier or additive term wraps (`rollout_correction`, `off_policy_mask`,
+    /// `top_entropy_mask`, `capo_mask`, `kl_penalty`, `entropy_bonus`, `llds`); `None` for
+    /// a base loss.
+    pub fn base(&self) -> Option<&LossConfig> {
+        use LossConfig::*;
+        match self {
+            RolloutCorrection(c) => Some(&c.base),
+            OffPolicyMask(c) => Some(&c.base),
+            TopEntropyMask(c) => Some(&c.base),
+            CapoMask(c) => Some(&c.base),
+            KlPenalty(c) => Some(&c.base),
+            EntropyBonus(c) => Some(&c.base),
+            Llds(c) => Some(&c.base),
+            _ => None,
+        }
+    }
+
+    /// [`LossConfig::base`], mutably (a trainer setting a scheduled parameter of the
+    /// wrapped loss).
+    pub fn base_mut(&mut self) -> Option<&mut LossConfig> {
+        use LossConfig::*;
+        match self {
+            RolloutCorrection(c) => Some(&mut c.base),
+            OffPolicyMask(c) => Some(&mut c.base),
+            TopEntropyMask(c) => Some(&mut c.base),
+            CapoMask(c) => Some(&mut c.base),
+            KlPenalty(c) => Some(&mut c.base),
+            EntropyBonus(c) => Some(&mut c.base),
+            Llds(c) => Some(&mut c.base),
+            _ => None,
+        }
+    }
+
     /// Registry name of this loss (its serde tag).
     pub fn name(&self) -> &'static str {
         match self {

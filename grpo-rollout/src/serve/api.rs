@@ -184,7 +184,8 @@ fn object(body: &[u8]) -> ApiResult<Map<String, Value>> {
     }
 }
 
-fn kind_name(v: &Value) -> &'static str {
+/// How a JSON value is named in error messages: "an object", "a string", ...
+pub fn kind_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -91,6 +91,8 @@
 //! ```
 
 mod api;
+
+pub use api::kind_name;
 mod codec;
 mod routes;
 mod worker;

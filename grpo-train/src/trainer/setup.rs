@@ -109,7 +109,7 @@ impl<'c> Run<'c> {
                         .algorithm
                         .schedule
                         .r2vpo_dual_lr
-                        .and(crate::chain::r2vpo_eta(&cfg.algorithm.loss)),
+                        .and(crate::chain::r2vpo(&cfg.algorithm.loss).map(|c| c.eta)),
                     spo_memory: Default::default(),
                     sampler: match &cfg.algorithm.sampler {
                         Some(sm) => Some(crate::state::SamplerRun {

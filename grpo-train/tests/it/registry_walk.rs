@@ -11,7 +11,7 @@ use grpo_train::config::{self, RunConfigFile};
 use grpo_train::train;
 use serde_json::Value;
 
-use crate::common::{metrics, quiet};
+use crate::common::{TINY, metrics, quiet};
 
 /// Items refused at load, with a word their error must contain (the missing input or the
 /// reason).
@@ -27,45 +27,20 @@ const REFUSED: &[(&str, &str)] = &[
     ("scaf_grpo", "hint"),
 ];
 
-/// The tiny run every item is tried in: no SFT (so only GRPO moves the weights), 1-digit
-/// addition, two reward components with variance even under a random policy (the task's
-/// correctness and DAPO's overlong penalty on lengths 2..6).
-const BASE: &str = r#"
-name = "walk"
+/// The tiny run every item is tried in: the shared tiny config without SFT (so only GRPO
+/// moves the weights) and without weight decay, two reward components with variance even
+/// under a random policy (the task's correctness and DAPO's overlong penalty on lengths 2..6).
+fn base_table() -> toml::Table {
+    let mut t: toml::Table = toml::from_str(TINY).unwrap();
+    t.remove("sft");
+    t.remove("checkpoint");
+    let extra: toml::Table = toml::from_str(
+        r#"
 seed = 11
-output_dir = "OUT"
-
-[model]
-source = "new"
-architecture = "qwen2"
-hidden_size = 32
-intermediate_size = 64
-num_layers = 2
-num_heads = 2
-num_kv_heads = 1
-max_position_embeddings = 32
-rope_theta = 10000.0
-tie_word_embeddings = true
-
-[task]
-type = "arithmetic"
-min_digits = 1
-max_digits = 1
-ops = ["+"]
-eval_size = 4
-
-[grpo]
-steps = 2
-
-[rollout]
-prompts_per_step = 3
-group_size = 4
-max_new_tokens = 6
-temperature = 1.0
-
-[algorithm]
-advantage = { type = "grpo" }
-loss = { type = "ppo_clip", eps_low = 0.2, eps_high = 0.28, agg = { type = "token_mean" } }
+grpo = { steps = 2 }
+rollout = { prompts_per_step = 3, group_size = 4, max_new_tokens = 6, temperature = 1.0 }
+optim = { lr = 1e-2, beta1 = 0.9, beta2 = 0.99, eps = 1e-8, weight_decay = 0.0, grad_clip = 1.0 }
+eval = { every = 0, num_prompts = 2, pass_k = 0 }
 
 [[reward]]
 name = "correct"
@@ -75,20 +50,13 @@ source = { type = "task" }
 name = "length"
 weight = 0.5
 source = { type = "dapo_overlong", max_len = 6, buffer = 5 }
-
-[optim]
-lr = 1e-2
-beta1 = 0.9
-beta2 = 0.99
-eps = 1e-8
-weight_decay = 0.0
-grad_clip = 1.0
-
-[eval]
-every = 0
-num_prompts = 2
-pass_k = 0
-"#;
+"#,
+    )
+    .unwrap();
+    t.extend(extra);
+    set(&mut t, "task.eval_size", 4.into());
+    t
+}
 
 fn example(name: &str) -> toml::Value {
     let text = registry::example(name).unwrap_or_else(|| panic!("no example for `{name}`"));
@@ -117,7 +85,7 @@ fn ppo_with(agg: toml::Value) -> toml::Value {
 
 /// The run config that tries item `name` of `kind`.
 fn config_for(kind: Kind, name: &str, out: &std::path::Path) -> RunConfigFile {
-    let mut t: toml::Table = toml::from_str(BASE).unwrap();
+    let mut t = base_table();
     set(
         &mut t,
         "output_dir",

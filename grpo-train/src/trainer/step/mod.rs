@@ -200,7 +200,7 @@ impl Run<'_> {
                 .loss_extra
                 .get("ratio_variance")
                 .map_or(0.0, Summary::mean);
-            let delta_v = crate::chain::r2vpo_delta_v(&self.cfg.algorithm.loss).unwrap_or(0.0);
+            let delta_v = crate::chain::r2vpo(&self.cfg.algorithm.loss).map_or(0.0, |c| c.delta_v);
             let mut dual = grpo_core::loss::R2vpoDual { eta, lr, delta_v };
             self.state.r2vpo_eta = Some(
                 dual.update(v)
